@@ -1,0 +1,152 @@
+// Package api is thon's REST API: the /api/... routes, the OpenAPI document at
+// /openapi.json and Swagger UI at /docs. It uses only net/http; the caddymodule
+// package mounts it as the http.handlers.thon_api handler and on the admin API.
+package api
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/thon-dev/thon/store"
+)
+
+// Default request size limits.
+const (
+	DefaultMaxBodyBytes   int64 = 1 << 20 // JSON bodies
+	DefaultMaxUploadBytes int64 = 4 << 20 // file uploads and raw file bodies
+)
+
+// Options configures a Server.
+type Options struct {
+	// Store is the database every route reads and writes. Required.
+	Store *store.Store
+	// Logger receives internal errors; nil means slog.Default().
+	Logger *slog.Logger
+	// MaxBodyBytes limits JSON request bodies; 0 means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// MaxUploadBytes limits uploaded files and raw file bodies (YAML imports,
+	// text/plain config files); 0 means DefaultMaxUploadBytes.
+	MaxUploadBytes int64
+}
+
+// Route is one registered API route, as given to http.ServeMux:
+// a method and a path pattern such as "/api/groups/{group_id}".
+type Route struct {
+	Method  string `json:"method"`
+	Pattern string `json:"pattern"`
+}
+
+// Server serves the REST API, the OpenAPI document and Swagger UI.
+// It is safe for concurrent use.
+type Server struct {
+	store     *store.Store
+	logger    *slog.Logger
+	maxBody   int64
+	maxUpload int64
+
+	mux    *http.ServeMux
+	routes []Route
+}
+
+// handlerFunc is the signature of API handlers: a returned error is written
+// as a JSON error response by Server.writeError.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// routeGroups lists the functions that register each resource's routes.
+// A new resource adds its file and one entry here.
+var routeGroups = []func(*Server){
+	(*Server).healthRoutes,
+	(*Server).groupRoutes,
+	(*Server).configFileRoutes,
+}
+
+// New returns a Server for opts.
+func New(opts Options) (*Server, error) {
+	if opts.Store == nil {
+		return nil, errors.New("api: store is required")
+	}
+	if opts.MaxBodyBytes < 0 {
+		return nil, errors.New("api: max body bytes must not be negative")
+	}
+	if opts.MaxUploadBytes < 0 {
+		return nil, errors.New("api: max upload bytes must not be negative")
+	}
+	s := &Server{
+		store:     opts.Store,
+		logger:    opts.Logger,
+		maxBody:   opts.MaxBodyBytes,
+		maxUpload: opts.MaxUploadBytes,
+		mux:       http.NewServeMux(),
+	}
+	if s.logger == nil {
+		s.logger = slog.Default()
+	}
+	if s.maxBody == 0 {
+		s.maxBody = DefaultMaxBodyBytes
+	}
+	if s.maxUpload == 0 {
+		s.maxUpload = DefaultMaxUploadBytes
+	}
+	for _, register := range routeGroups {
+		register(s)
+	}
+	s.mux.HandleFunc("GET /openapi.json", s.serveOpenAPI)
+	s.mux.HandleFunc("GET /docs", s.serveDocs)
+	s.mux.HandleFunc("GET /docs/{file...}", s.serveDocs)
+	s.mux.HandleFunc("/", s.serveFallback)
+	return s, nil
+}
+
+// ServeHTTP serves /api/..., /openapi.json, /docs and /docs/*. Any other
+// path, and an unknown /api path, answers a JSON 404; a known path with
+// the wrong method answers a JSON 405 with an Allow header.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mux.ServeHTTP(w, r)
+}
+
+// Routes returns every registered API route in registration order.
+func (s *Server) Routes() []Route {
+	return append([]Route(nil), s.routes...)
+}
+
+// handle registers h for method and pattern (e.g. "GET", "/api/groups/{group_id}"),
+// records the route for Routes, sets the audit actor and writes returned errors.
+func (s *Server) handle(method, pattern string, h handlerFunc) {
+	s.routes = append(s.routes, Route{Method: method, Pattern: pattern})
+	s.mux.HandleFunc(method+" "+pattern, func(w http.ResponseWriter, r *http.Request) {
+		r = r.WithContext(store.WithActor(r.Context(), "api"))
+		if err := h(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+// probeMethods are tried to tell a 405 from a 404.
+var probeMethods = []string{
+	http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+	http.MethodPatch, http.MethodDelete, http.MethodOptions,
+}
+
+// serveFallback answers requests that no route matched: 405 when the path
+// exists for other methods, 404 otherwise, both as JSON.
+func (s *Server) serveFallback(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range probeMethods {
+		if m == r.Method {
+			continue
+		}
+		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}}
+		if _, pattern := s.mux.Handler(probe); pattern != "" && pattern != "/" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		s.writeError(w, r, errorf(http.StatusMethodNotAllowed, "", "method %s not allowed for %s; allowed: %s",
+			r.Method, r.URL.Path, strings.Join(allow, ", ")))
+		return
+	}
+	s.writeError(w, r, errorf(http.StatusNotFound, "", "no route for %s %s", r.Method, r.URL.Path))
+}
