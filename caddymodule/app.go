@@ -1,0 +1,239 @@
+// Package caddymodule adapts thon's domain packages to Caddy: the thon app,
+// its HTTP handlers, the admin routes, the Caddyfile syntax and the CLI
+// commands. It is the only package of the project that imports Caddy.
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/thon-dev/thon/api"
+	"github.com/thon-dev/thon/store"
+)
+
+func init() {
+	caddy.RegisterModule(new(App))
+}
+
+// Workspace modes of a sandbox.
+const (
+	WorkspaceVolume    = "volume"
+	WorkspaceBind      = "bind"
+	WorkspaceEphemeral = "ephemeral"
+)
+
+// App is the thon app: it owns the store and the services built on it, and
+// keeps them across config reloads. Its zero value is usable: state then
+// lives in a SQLite file under Caddy's data directory.
+type App struct {
+	// Directory for thon's files. Default: "thon" under Caddy's data
+	// directory. Placeholders such as {env.THON_DATA_DIR} are resolved.
+	DataDir string `json:"data_dir,omitempty"`
+
+	// Path of the SQLite database. Default: thon.db in data_dir.
+	Database string `json:"database,omitempty"`
+
+	// Address participants reach thon at when it has no domain: it goes
+	// into sandbox URLs and certificates.
+	ExternalIP string `json:"external_ip,omitempty"`
+
+	// Domain name thon is served at, if any.
+	Domain string `json:"domain,omitempty"`
+
+	// Docker engine address, e.g. unix:///var/run/docker.sock. Default:
+	// the DOCKER_HOST environment variable or the local socket.
+	DockerHost string `json:"docker_host,omitempty"`
+
+	// Sandbox image. Default: thon/sandbox:latest.
+	Image string `json:"image,omitempty"`
+
+	// Workspace persistence: "volume" (a named volume per user, the
+	// default), "bind" (a host directory per user under workspace_dir)
+	// or "ephemeral".
+	WorkspaceMode string `json:"workspace_mode,omitempty"`
+
+	// Host directory of bind-mounted workspaces.
+	WorkspaceDir string `json:"workspace_dir,omitempty"`
+
+	// Protect each sandbox with its own generated password.
+	Secure bool `json:"secure,omitempty"`
+
+	// A groups YAML file imported into the database at start, and the
+	// highest-precedence source of the roster.
+	GroupsFile string `json:"groups_file,omitempty"`
+
+	// A kilo.jsonc file injected into sandboxes; takes precedence over the
+	// database slot config_kilo_json.
+	KiloFile string `json:"kilo_file,omitempty"`
+
+	// A VS Code settings file injected into sandboxes; takes precedence over
+	// the database slot config_vscode_settings.
+	VSCodeSettingsFile string `json:"vscode_settings_file,omitempty"`
+
+	store   *store.Store
+	api     *api.Server
+	dbKey   string
+	logger  *zap.Logger
+	ctx     caddy.Context
+	started bool
+}
+
+// CaddyModule returns the Caddy module information.
+func (*App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "thon",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision resolves placeholders and defaults, and opens the database
+// through a pool shared across config reloads, so a reload never opens it
+// twice. It does no network I/O.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
+	a.logger = ctx.Logger()
+	repl := caddy.NewReplacer()
+	for _, f := range []*string{
+		&a.DataDir, &a.Database, &a.ExternalIP, &a.Domain, &a.DockerHost, &a.Image,
+		&a.WorkspaceDir, &a.GroupsFile, &a.KiloFile, &a.VSCodeSettingsFile,
+	} {
+		*f = strings.TrimSpace(repl.ReplaceAll(*f, ""))
+	}
+	if a.DataDir == "" {
+		a.DataDir = filepath.Join(caddy.AppDataDir(), "thon")
+	}
+	if a.Database == "" {
+		a.Database = filepath.Join(a.DataDir, "thon.db")
+	}
+	if a.Image == "" {
+		a.Image = "thon/sandbox:latest"
+	}
+	if a.WorkspaceMode == "" {
+		a.WorkspaceMode = WorkspaceVolume
+	}
+
+	dbPath, err := filepath.Abs(a.Database)
+	if err != nil {
+		return fmt.Errorf("database path %q: %v", a.Database, err)
+	}
+	a.Database = dbPath
+	a.dbKey = "store:" + dbPath
+	val, _, err := pool.LoadOrNew(a.dbKey, func() (caddy.Destructor, error) {
+		s, err := store.Open(context.Background(), dbPath)
+		if err != nil {
+			return nil, err
+		}
+		return storeDestructor{s}, nil
+	})
+	if err != nil {
+		a.dbKey = ""
+		return fmt.Errorf("opening database: %v", err)
+	}
+	a.store = val.(storeDestructor).Store
+
+	a.api, err = api.New(api.Options{Store: a.store, Logger: ctx.Slogger()})
+	if err != nil {
+		return fmt.Errorf("setting up the REST API: %v", err)
+	}
+	return nil
+}
+
+// Validate checks the configuration.
+func (a *App) Validate() error {
+	switch a.WorkspaceMode {
+	case WorkspaceVolume, WorkspaceEphemeral:
+	case WorkspaceBind:
+		if a.WorkspaceDir == "" {
+			return errors.New("workspace_dir: required when workspace_mode is bind")
+		}
+	default:
+		return fmt.Errorf("workspace_mode: %q is not one of volume, bind, ephemeral", a.WorkspaceMode)
+	}
+	for name, p := range map[string]string{
+		"groups_file": a.GroupsFile, "kilo_file": a.KiloFile, "vscode_settings_file": a.VSCodeSettingsFile,
+	} {
+		if p == "" {
+			continue
+		}
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("%s: %v", name, err)
+		}
+	}
+	return nil
+}
+
+// Start imports the groups file, if one is configured. An invalid file
+// fails the start with an error naming its line, and the database is left
+// as it was.
+func (a *App) Start() error {
+	if a.GroupsFile != "" {
+		res, err := a.store.ResolveConfig(a.ctx, store.KeyGroupsYAML, a.GroupsFile)
+		if err != nil {
+			return err
+		}
+		roster, err := store.ParseRoster(a.GroupsFile, []byte(res.Content))
+		if err != nil {
+			return err
+		}
+		n, err := a.store.ImportRoster(store.WithActor(a.ctx, "groups_file"), roster)
+		if err != nil {
+			return fmt.Errorf("importing %s: %v", a.GroupsFile, err)
+		}
+		a.logger.Info("imported groups file",
+			zap.String("file", a.GroupsFile),
+			zap.Int("groups_created", n.GroupsCreated),
+			zap.Int("users_created", n.UsersCreated),
+			zap.Int("users_moved", n.UsersMoved))
+	}
+	a.started = true
+	a.logger.Info("thon app started", zap.String("database", a.Database))
+	return nil
+}
+
+// Stop stops the app's background work. The database stays open until the
+// last config using it is cleaned up.
+func (a *App) Stop() error {
+	a.started = false
+	return nil
+}
+
+// Cleanup releases this config's reference to the shared database.
+func (a *App) Cleanup() error {
+	if a.dbKey == "" {
+		return nil
+	}
+	_, err := pool.Delete(a.dbKey)
+	a.dbKey = ""
+	return err
+}
+
+// Store returns the app's database.
+func (a *App) Store() *store.Store { return a.store }
+
+// API returns the REST API server.
+func (a *App) API() *api.Server { return a.api }
+
+// pool holds the resources that outlive a single config: a reload
+// provisions the new config before the old one is cleaned up, so the
+// reference count never drops to zero and nothing is reopened.
+var pool = caddy.NewUsagePool()
+
+type storeDestructor struct{ *store.Store }
+
+func (s storeDestructor) Destruct() error { return s.Close() }
+
+// Interface guards
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)

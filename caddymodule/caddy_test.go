@@ -1,0 +1,147 @@
+package caddymodule
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+// TestMain keeps Caddy's own files (storage, autosave) out of the user's
+// home directory.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "thon-caddymodule-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Setenv("HOME", dir)
+	os.Setenv("XDG_DATA_HOME", dir+"/data")
+	os.Setenv("XDG_CONFIG_HOME", dir+"/config")
+	code := m.Run()
+	_ = caddy.Stop()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freePort returns a TCP port that is free on 127.0.0.1 now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// instance is a real Caddy running in this process from a Caddyfile.
+type instance struct {
+	t     *testing.T
+	base  string // http://127.0.0.1:<site port>
+	admin string // http://localhost:<admin port>
+}
+
+// adapt turns a Caddyfile into Caddy JSON, failing the test on warnings
+// about our own directives.
+func adapt(t *testing.T, caddyfile string) []byte {
+	t.Helper()
+	cfg, warns, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
+	if err != nil {
+		t.Fatalf("adapting Caddyfile: %v\n%s", err, caddyfile)
+	}
+	for _, w := range warns {
+		if strings.Contains(w.Message, "thon") {
+			t.Errorf("adapt warning: %s", w.String())
+		}
+	}
+	return cfg
+}
+
+// startCaddy loads the Caddyfile produced by tmpl (given the site and admin
+// ports) into the process's Caddy and stops it when the test ends.
+func startCaddy(t *testing.T, tmpl func(sitePort, adminPort int) string) *instance {
+	t.Helper()
+	site, admin := freePort(t), freePort(t)
+	if err := caddy.Load(adapt(t, tmpl(site, admin)), true); err != nil {
+		t.Fatalf("loading config: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := caddy.Stop(); err != nil {
+			t.Errorf("stopping caddy: %v", err)
+		}
+	})
+	in := &instance{
+		t:     t,
+		base:  fmt.Sprintf("http://127.0.0.1:%d", site),
+		admin: fmt.Sprintf("http://localhost:%d", admin),
+	}
+	in.waitReady()
+	return in
+}
+
+func (in *instance) waitReady() {
+	in.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var lastStatus string
+	for {
+		resp, err := http.Get(in.base + "/api/health")
+		if resp != nil {
+			lastStatus = resp.Status
+		}
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			in.t.Fatalf("caddy did not answer /api/health: %v %v", err, lastStatus)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// do sends a request and returns the status and body.
+func (in *instance) do(method, url, contentType string, body []byte) (int, []byte) {
+	in.t.Helper()
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		in.t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	return resp.StatusCode, b
+}
+
+func (in *instance) getJSON(url string, v any) {
+	in.t.Helper()
+	code, b := in.do(http.MethodGet, url, "", nil)
+	if code != http.StatusOK {
+		in.t.Fatalf("GET %s: %d %s", url, code, b)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		in.t.Fatalf("GET %s: %v: %s", url, err, b)
+	}
+}

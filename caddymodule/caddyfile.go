@@ -1,0 +1,157 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"net"
+	"os"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("thon", parseGlobalOption)
+	deriveListenEnv()
+}
+
+// deriveListenEnv splits THON_LISTEN (host:port) into THON_LISTEN_HOST and
+// THON_LISTEN_PORT, unless those are set already. A Caddyfile substitutes
+// environment variables as text, and the dev listener needs the two parts
+// apart: a port-only site address, so it answers any Host header, and a
+// bind to the host, so it listens on loopback only.
+func deriveListenEnv() {
+	v := os.Getenv("THON_LISTEN")
+	if v == "" {
+		return
+	}
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return // the Caddyfile then reports the bad address
+	}
+	if _, ok := os.LookupEnv("THON_LISTEN_HOST"); !ok {
+		os.Setenv("THON_LISTEN_HOST", host)
+	}
+	if _, ok := os.LookupEnv("THON_LISTEN_PORT"); !ok {
+		os.Setenv("THON_LISTEN_PORT", port)
+	}
+}
+
+// parseGlobalOption sets up the thon app from the global option block.
+// Syntax:
+//
+//	thon {
+//		data_dir             <dir>
+//		database             <path>
+//		external_ip          <ip>
+//		domain               <name>
+//		docker_host          <address>
+//		image                <image>
+//		workspace            volume | ephemeral | bind <dir>
+//		secure               [true|false]
+//		groups_file          <path>
+//		kilo_file            <path>
+//		vscode_settings_file <path>
+//	}
+//
+// A string option given no value (as happens when it is set from an empty
+// environment variable) is left unset. A second thon block extends the
+// first.
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	app := new(App)
+	if prev, ok := existing.(httpcaddyfile.App); ok {
+		if err := json.Unmarshal(prev.Value, app); err != nil {
+			return nil, d.WrapErr(err)
+		}
+	}
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "thon", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// UnmarshalCaddyfile reads the thon global option block; see
+// parseGlobalOption for the syntax.
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		if seen[opt] {
+			return d.Errf("thon option %q already specified", opt)
+		}
+		seen[opt] = true
+		var target *string
+		switch opt {
+		case "data_dir":
+			target = &a.DataDir
+		case "database":
+			target = &a.Database
+		case "external_ip":
+			target = &a.ExternalIP
+		case "domain":
+			target = &a.Domain
+		case "docker_host":
+			target = &a.DockerHost
+		case "image":
+			target = &a.Image
+		case "groups_file":
+			target = &a.GroupsFile
+		case "kilo_file":
+			target = &a.KiloFile
+		case "vscode_settings_file":
+			target = &a.VSCodeSettingsFile
+		case "workspace":
+			if !d.NextArg() {
+				return d.Errf("workspace: expected volume, ephemeral or bind <dir>")
+			}
+			switch mode := d.Val(); mode {
+			case WorkspaceVolume, WorkspaceEphemeral:
+				a.WorkspaceMode, a.WorkspaceDir = mode, ""
+			case WorkspaceBind:
+				if !d.NextArg() {
+					return d.Errf("workspace bind: missing the host directory")
+				}
+				a.WorkspaceMode, a.WorkspaceDir = mode, d.Val()
+			default:
+				return d.Errf("workspace: %q is not one of volume, ephemeral, bind", mode)
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			continue
+		case "secure":
+			a.Secure = true
+			if d.NextArg() {
+				b, err := strconv.ParseBool(d.Val())
+				if err != nil {
+					return d.Errf("secure: %q is not true or false", d.Val())
+				}
+				a.Secure = b
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			continue
+		default:
+			return d.Errf("unrecognized thon option %q", opt)
+		}
+		args := d.RemainingArgs()
+		switch len(args) {
+		case 0:
+			*target = ""
+		case 1:
+			*target = args[0]
+		default:
+			return d.Errf("%s: expected one value, got %d", opt, len(args))
+		}
+	}
+	return nil
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*App)(nil)

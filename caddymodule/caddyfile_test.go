@@ -1,0 +1,152 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddytest"
+)
+
+func TestUnmarshalGlobalOption(t *testing.T) {
+	for i, tc := range []struct {
+		input   string
+		want    App
+		wantErr string
+	}{
+		{
+			input: `thon {
+				data_dir /var/lib/thon
+				database /var/lib/thon/db.sqlite
+				external_ip 203.0.113.7
+				domain hack.example.com
+				docker_host unix:///run/docker.sock
+				image thon/sandbox:1
+				workspace bind /srv/ws
+				secure
+				groups_file /etc/thon/groups.yaml
+				kilo_file /etc/thon/kilo.jsonc
+				vscode_settings_file /etc/thon/settings.jsonc
+			}`,
+			want: App{
+				DataDir: "/var/lib/thon", Database: "/var/lib/thon/db.sqlite", ExternalIP: "203.0.113.7",
+				Domain: "hack.example.com", DockerHost: "unix:///run/docker.sock", Image: "thon/sandbox:1",
+				WorkspaceMode: "bind", WorkspaceDir: "/srv/ws", Secure: true,
+				GroupsFile: "/etc/thon/groups.yaml", KiloFile: "/etc/thon/kilo.jsonc",
+				VSCodeSettingsFile: "/etc/thon/settings.jsonc",
+			},
+		},
+		{input: "thon {\n external_ip\n secure false\n workspace ephemeral\n}", want: App{WorkspaceMode: "ephemeral"}},
+		{input: "thon {\n bogus 1\n}", wantErr: `unrecognized thon option "bogus", at Testfile:2`},
+		{input: "thon {\n image a b\n}", wantErr: "Testfile:2"},
+		{input: "thon {\n image a\n image b\n}", wantErr: "already specified"},
+		{input: "thon {\n workspace bind\n}", wantErr: "missing the host directory"},
+		{input: "thon {\n workspace cloud\n}", wantErr: `"cloud" is not one of`},
+		{input: "thon {\n secure maybe\n}", wantErr: `"maybe" is not true or false`},
+		{input: "thon extra", wantErr: "wrong argument count"},
+	} {
+		var got App
+		err := got.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("case %d: error %v, want %q", i, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("case %d: %v", i, err)
+			continue
+		}
+		a, _ := json.Marshal(got)
+		b, _ := json.Marshal(tc.want)
+		if string(a) != string(b) {
+			t.Errorf("case %d:\n got %s\nwant %s", i, a, b)
+		}
+	}
+}
+
+// TestCaddyfileAdapt compares each testdata/caddyfile_adapt/*.caddyfiletest
+// (a Caddyfile, a line of dashes, the expected JSON) with what the adapter
+// produces.
+func TestCaddyfileAdapt(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "caddyfile_adapt", "*.caddyfiletest"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no adapt tests: %v", err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, want, ok := strings.Cut(string(b), "----------")
+		if !ok {
+			t.Fatalf("%s: no ---------- separator", f)
+		}
+		if !caddytest.CompareAdapt(t, f, in, "caddyfile", strings.TrimSpace(want)) {
+			t.Errorf("%s: adapted JSON differs", f)
+		}
+	}
+}
+
+// TestCaddyfileExample adapts the shipped Caddyfile.example, as `thon adapt
+// --config Caddyfile.example` does, and checks the environment placeholders
+// reach the config.
+func TestCaddyfileExample(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "Caddyfile.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("THON_DATA_DIR", "/srv/thon-data")
+	t.Setenv("THON_LISTEN_HOST", "127.0.0.1")
+	t.Setenv("THON_LISTEN_PORT", "18080")
+	t.Setenv("THON_EXTERNAL_IP", "")
+	cfg := adapt(t, string(b))
+	var parsed struct {
+		Admin struct {
+			Listen string `json:"listen"`
+		} `json:"admin"`
+		Apps struct {
+			Thon App `json:"thon"`
+			HTTP struct {
+				Servers map[string]struct {
+					Listen []string `json:"listen"`
+				} `json:"servers"`
+			} `json:"http"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(cfg, &parsed); err != nil {
+		t.Fatal(err)
+	}
+	if parsed.Admin.Listen != "localhost:2019" {
+		t.Errorf("admin listen = %q", parsed.Admin.Listen)
+	}
+	if parsed.Apps.Thon.DataDir != "/srv/thon-data" || parsed.Apps.Thon.ExternalIP != "" {
+		t.Errorf("thon app = %+v", parsed.Apps.Thon)
+	}
+	var listens []string
+	for _, s := range parsed.Apps.HTTP.Servers {
+		listens = append(listens, s.Listen...)
+	}
+	if len(listens) != 1 || listens[0] != "127.0.0.1:18080" {
+		t.Errorf("listeners = %v, want only 127.0.0.1:18080", listens)
+	}
+}
+
+func TestDeriveListenEnv(t *testing.T) {
+	t.Setenv("THON_LISTEN", "127.0.0.1:9999")
+	os.Unsetenv("THON_LISTEN_HOST")
+	os.Unsetenv("THON_LISTEN_PORT")
+	t.Cleanup(func() { os.Unsetenv("THON_LISTEN_HOST"); os.Unsetenv("THON_LISTEN_PORT") })
+	deriveListenEnv()
+	if h, p := os.Getenv("THON_LISTEN_HOST"), os.Getenv("THON_LISTEN_PORT"); h != "127.0.0.1" || p != "9999" {
+		t.Errorf("derived %q %q", h, p)
+	}
+	t.Setenv("THON_LISTEN_PORT", "7000") // an explicit value wins
+	deriveListenEnv()
+	if p := os.Getenv("THON_LISTEN_PORT"); p != "7000" {
+		t.Errorf("explicit THON_LISTEN_PORT overwritten: %q", p)
+	}
+}
