@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thon-dev/thon/llm"
 	"github.com/thon-dev/thon/internal/lemonadetest"
+	"github.com/thon-dev/thon/llm"
 )
 
 func newClient(t *testing.T, url, key, admin string) *llm.Client {

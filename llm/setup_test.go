@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/thon-dev/thon/llm"
 	"github.com/thon-dev/thon/internal/lemonadetest"
+	"github.com/thon-dev/thon/llm"
 )
 
 const (

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thon-dev/thon/llm"
 	"github.com/thon-dev/thon/internal/lemonadetest"
+	"github.com/thon-dev/thon/llm"
 )
 
 func TestWatcherStates(t *testing.T) {
