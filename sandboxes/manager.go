@@ -1,0 +1,353 @@
+// Package sandboxes runs a code-server sandbox per participant: it creates
+// the containers, keeps their records and the routing table in step with
+// Docker, expires them, and acts on them one by one or in bulk.
+package sandboxes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/thon-dev/thon/sandboxes/docker"
+	"github.com/thon-dev/thon/store"
+)
+
+// Errors of the manager; test them with errors.Is.
+var (
+	// ErrNotFound reports an unknown instance.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict reports an action the instance's state forbids.
+	ErrConflict = errors.New("conflict")
+	// ErrUnavailable reports that the Docker engine cannot be reached, or
+	// cannot run sandboxes (the image is missing).
+	ErrUnavailable = errors.New("unavailable")
+)
+
+// unavailableError keeps the engine's own message and matches
+// ErrUnavailable.
+type unavailableError struct{ err error }
+
+func (e *unavailableError) Error() string        { return e.err.Error() }
+func (e *unavailableError) Unwrap() error        { return e.err }
+func (e *unavailableError) Is(target error) bool { return target == ErrUnavailable }
+
+// More states than the routing table knows: an instance record can also be
+// terminated (killed, kept as history).
+const StateTerminated State = store.StateTerminated
+
+// Workspace modes.
+const (
+	WorkspaceVolume    = "volume"
+	WorkspaceBind      = "bind"
+	WorkspaceEphemeral = "ephemeral"
+)
+
+// Labels on every container and volume thon creates. The original's
+// containers carry managed-by=thon-client with group, username and port;
+// reconciliation adopts those too.
+const (
+	LabelManagedBy   = "thon.managed-by"
+	LabelGroup       = "thon.group"
+	LabelUser        = "thon.user"
+	LabelPort        = "thon.port"
+	LabelInstance    = "thon.instance"
+	LabelWorkspace   = "thon.workspace"
+	managedByValue   = "thon"
+	legacyManagedBy  = "managed-by"
+	legacyManagedVal = "thon-client"
+)
+
+// Config sets up a Manager. Zero values take the defaults noted.
+type Config struct {
+	Image         string // required
+	PortStart     int    // first host port; default 8443
+	PortEnd       int    // last host port, inclusive; default PortStart+999
+	ContainerPort int    // code-server's port in the container; default 8443
+
+	Workspace    string // volume (default), bind or ephemeral
+	WorkspaceDir string // host directory of bind workspaces
+
+	Secure     bool          // code-server --auth password, a generated password per sandbox
+	DefaultTTL time.Duration // 0 = sandboxes do not expire
+
+	MemoryBytes int64    // default 4 GiB
+	NanoCPUs    int64    // default 2 CPUs
+	PidsLimit   int64    // default 2048
+	CapAdd      []string // capabilities kept (all others are dropped); default none
+
+	Concurrency  int           // parallel launches in bulk and group actions; default 8
+	ReadyTimeout time.Duration // how long a sandbox may take to answer /healthz; default 2m
+	ReapInterval time.Duration // how often expired sandboxes are killed; default 30s
+	SyncInterval time.Duration // how often Docker and the records are fully reconciled; default 5m
+
+	// BaseURL prefixes sandbox URLs (e.g. "https://203.0.113.7"); without it
+	// URLs are paths.
+	BaseURL string
+
+	// Files given on the command line or in the Caddyfile; they take
+	// precedence over the database slots (store.ResolveConfig).
+	KiloFile           string
+	VSCodeSettingsFile string
+
+	// KiloFor, when set, gives the kilo config of one user (the gateway
+	// sets it to point Kilo at the user's own key). ok=false falls back to
+	// the resolved kilo file.
+	KiloFor func(ctx context.Context, group, user string) (content string, ok bool, err error)
+
+	Logger *slog.Logger
+}
+
+// Manager runs the sandboxes. It is safe for concurrent use.
+type Manager struct {
+	cfg    Config
+	store  *store.Store
+	docker *docker.Client
+	routes *Routes
+	log    *slog.Logger
+	health *http.Client
+
+	portMu sync.Mutex // serialises port allocation with record creation
+
+	userMu    sync.Mutex
+	userLocks map[string]*sync.Mutex
+
+	opsMu sync.Mutex
+	ops   map[string]*opState
+	order []string // operation IDs, oldest first
+
+	runCtx context.Context // lives as long as Run; background operations use it
+	runMu  sync.Mutex
+}
+
+// NewManager returns a manager of the sandboxes recorded in st and run by
+// dc. It does no I/O; Run starts the background work.
+func NewManager(st *store.Store, dc *docker.Client, cfg Config) (*Manager, error) {
+	if st == nil || dc == nil {
+		return nil, errors.New("sandboxes: store and docker client are required")
+	}
+	if cfg.Image == "" {
+		return nil, &store.FieldError{Field: "image", Msg: "required"}
+	}
+	if cfg.PortStart == 0 {
+		cfg.PortStart = 8443
+	}
+	if cfg.PortEnd == 0 {
+		cfg.PortEnd = cfg.PortStart + 999
+	}
+	if cfg.PortStart < 1024 || cfg.PortEnd > 65535 || cfg.PortEnd < cfg.PortStart {
+		return nil, &store.FieldError{Field: "port_range", Msg: fmt.Sprintf("%d-%d is not a range within 1024-65535", cfg.PortStart, cfg.PortEnd)}
+	}
+	if cfg.ContainerPort == 0 {
+		cfg.ContainerPort = 8443
+	}
+	switch cfg.Workspace {
+	case "":
+		cfg.Workspace = WorkspaceVolume
+	case WorkspaceVolume, WorkspaceEphemeral:
+	case WorkspaceBind:
+		if cfg.WorkspaceDir == "" {
+			return nil, &store.FieldError{Field: "workspace_dir", Msg: "required for bind workspaces"}
+		}
+	default:
+		return nil, &store.FieldError{Field: "workspace", Msg: fmt.Sprintf("%q is not one of volume, bind, ephemeral", cfg.Workspace)}
+	}
+	if cfg.MemoryBytes == 0 {
+		cfg.MemoryBytes = 4 << 30
+	}
+	if cfg.NanoCPUs == 0 {
+		cfg.NanoCPUs = 2e9
+	}
+	if cfg.PidsLimit == 0 {
+		cfg.PidsLimit = 2048
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 8
+	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = 2 * time.Minute
+	}
+	if cfg.ReapInterval <= 0 {
+		cfg.ReapInterval = 30 * time.Second
+	}
+	if cfg.SyncInterval <= 0 {
+		cfg.SyncInterval = 5 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Manager{
+		cfg:       cfg,
+		store:     st,
+		docker:    dc,
+		routes:    NewRoutes(),
+		log:       cfg.Logger,
+		health:    &http.Client{Timeout: 2 * time.Second},
+		userLocks: map[string]*sync.Mutex{},
+		ops:       map[string]*opState{},
+		runCtx:    context.Background(),
+	}, nil
+}
+
+// Routes is the routing table the proxy reads.
+func (m *Manager) Routes() *Routes { return m.routes }
+
+// Config returns the manager's configuration with defaults applied.
+func (m *Manager) Config() Config { return m.cfg }
+
+// Instance is a sandbox as the API shows it.
+type Instance struct {
+	ID           int64      `json:"id"`
+	Group        string     `json:"group"`
+	User         string     `json:"user"`
+	UserID       int64      `json:"user_id,omitempty"`
+	State        State      `json:"state"`
+	Port         int        `json:"port,omitempty"`
+	URL          string     `json:"url"`
+	Container    string     `json:"container"`
+	ContainerID  string     `json:"container_id,omitempty"`
+	Image        string     `json:"image"`
+	Workspace    string     `json:"workspace"`
+	Password     string     `json:"password,omitempty"`
+	ExpiresAt    *time.Time `json:"expires_at"`
+	CreatedAt    time.Time  `json:"created_at"`
+	UpdatedAt    time.Time  `json:"updated_at"`
+	TerminatedAt *time.Time `json:"terminated_at,omitempty"`
+}
+
+func toInstance(r store.InstanceRecord) Instance {
+	return Instance{
+		ID: r.ID, Group: r.Group, User: r.User, UserID: r.UserID, State: State(r.State), Port: r.Port,
+		URL: r.URL, Container: r.Name, ContainerID: r.ContainerID, Image: r.Image, Workspace: r.Workspace,
+		Password: r.Password, ExpiresAt: r.ExpiresAt, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		TerminatedAt: r.TerminatedAt,
+	}
+}
+
+// ListFilter selects instances for List.
+type ListFilter struct {
+	// State: "" lists every state but terminated, "all" everything, any
+	// other value that state only.
+	State   string
+	Group   string
+	Page    int // 1-based; default 1
+	PerPage int // default 50, at most 500
+}
+
+var listableStates = map[string]bool{
+	string(StateStarting): true, string(StateRunning): true, string(StatePaused): true,
+	string(StateStopped): true, string(StateMissing): true, string(StateTerminated): true,
+}
+
+// List returns a page of instances and how many match in all.
+func (m *Manager) List(ctx context.Context, f ListFilter) ([]Instance, int, error) {
+	sf := store.InstanceFilter{Group: f.Group}
+	switch {
+	case f.State == "":
+		sf.Live = true
+	case f.State == "all":
+	case listableStates[f.State]:
+		sf.States = []string{f.State}
+	default:
+		return nil, 0, &store.FieldError{Field: "state", Msg: fmt.Sprintf("%q is not one of starting, running, paused, stopped, missing, terminated, all", f.State)}
+	}
+	if f.Group != "" {
+		if err := store.ValidateName("group", f.Group); err != nil {
+			return nil, 0, err
+		}
+	}
+	if f.Page == 0 {
+		f.Page = 1
+	}
+	if f.PerPage == 0 {
+		f.PerPage = 50
+	}
+	if f.Page < 1 {
+		return nil, 0, &store.FieldError{Field: "page", Msg: "must be 1 or more"}
+	}
+	if f.PerPage < 1 || f.PerPage > 500 {
+		return nil, 0, &store.FieldError{Field: "per_page", Msg: "must be from 1 to 500"}
+	}
+	sf.Limit, sf.Offset = f.PerPage, (f.Page-1)*f.PerPage
+	recs, total, err := m.store.ListInstances(ctx, sf)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]Instance, len(recs))
+	for i, r := range recs {
+		out[i] = toInstance(r)
+	}
+	return out, total, nil
+}
+
+// Get returns one instance.
+func (m *Manager) Get(ctx context.Context, id int64) (Instance, error) {
+	r, err := m.record(ctx, id)
+	if err != nil {
+		return Instance{}, err
+	}
+	return toInstance(r), nil
+}
+
+func (m *Manager) record(ctx context.Context, id int64) (store.InstanceRecord, error) {
+	r, err := m.store.GetInstance(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return r, fmt.Errorf("instance %d: %w", id, ErrNotFound)
+	}
+	return r, err
+}
+
+// lockUser serialises the actions on one user's sandbox.
+func (m *Manager) lockUser(group, user string) func() {
+	k := group + "/" + user
+	m.userMu.Lock()
+	l, ok := m.userLocks[k]
+	if !ok {
+		l = new(sync.Mutex)
+		m.userLocks[k] = l
+	}
+	m.userMu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// ready checks that the engine answers and has the image.
+func (m *Manager) ready(ctx context.Context) error {
+	if err := m.docker.Ping(ctx); err != nil {
+		return &unavailableError{err}
+	}
+	ok, err := m.docker.ImageExists(ctx, m.cfg.Image)
+	if err != nil {
+		return &unavailableError{err}
+	}
+	if !ok {
+		return &unavailableError{fmt.Errorf("image %q is not on the Docker engine at %s: build it (sandboxes/image/README.md; `make sandbox-test-image` for the test image) or set the image option",
+			m.cfg.Image, m.docker.Host())}
+	}
+	return nil
+}
+
+// dockerErr classifies an engine error for the API.
+func dockerErr(err error) error {
+	if errors.Is(err, docker.ErrUnreachable) {
+		return &unavailableError{err}
+	}
+	return err
+}
+
+// ContainerName is the container of a user's sandbox.
+func ContainerName(group, user string) string { return "thon-" + group + "-" + user }
+
+// VolumeName is the named volume of a user's workspace.
+func VolumeName(group, user string) string { return "thon-workspace-" + group + "-" + user }
+
+// URLPath is where a sandbox is served: /s/<group>/<user>/.
+func URLPath(group, user string) string { return "/s/" + group + "/" + user + "/" }
+
+func (m *Manager) url(group, user string) string { return m.cfg.BaseURL + URLPath(group, user) }
+
+func portLabel(p int) string { return strconv.Itoa(p) }
