@@ -74,7 +74,7 @@ func (m *Manager) Bulk(ctx context.Context, a Action, ids []int64) []Result {
 
 // parallel runs fn(0..n-1) with at most Concurrency at a time.
 func (m *Manager) parallel(n int, fn func(i int)) {
-	sem := make(chan struct{}, m.cfg.Concurrency)
+	sem := make(chan struct{}, m.conf().Concurrency)
 	var wg sync.WaitGroup
 	for i := range n {
 		sem <- struct{}{}

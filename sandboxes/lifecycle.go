@@ -60,16 +60,16 @@ func (m *Manager) Launch(ctx context.Context, group, user string) (Instance, err
 
 	rec = store.InstanceRecord{
 		Group: group, User: user, UserID: u.ID, Name: ContainerName(group, user),
-		State: string(StateStarting), Image: m.cfg.Image, Workspace: m.workspaceName(group, user),
+		State: string(StateStarting), Image: m.conf().Image, Workspace: m.workspaceName(group, user),
 		URL: m.url(group, user),
 	}
-	if m.cfg.Secure {
+	if m.conf().Secure {
 		if rec.Password, err = newPassword(); err != nil {
 			return Instance{}, err
 		}
 	}
-	if m.cfg.DefaultTTL > 0 {
-		t := time.Now().Add(m.cfg.DefaultTTL).UTC()
+	if m.conf().DefaultTTL > 0 {
+		t := time.Now().Add(m.conf().DefaultTTL).UTC()
 		rec.ExpiresAt = &t
 	}
 	if rec, err = m.createRecord(ctx, rec); err != nil {
@@ -135,13 +135,13 @@ func (m *Manager) freePort(ctx context.Context, avoid int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	for p := m.cfg.PortStart; p <= m.cfg.PortEnd; p++ {
+	for p := m.conf().PortStart; p <= m.conf().PortEnd; p++ {
 		if used[p] || p == avoid || !portFree(p) {
 			continue
 		}
 		return p, nil
 	}
-	return 0, &unavailableError{fmt.Errorf("no free port left in %d-%d", m.cfg.PortStart, m.cfg.PortEnd)}
+	return 0, &unavailableError{fmt.Errorf("no free port left in %d-%d", m.conf().PortStart, m.conf().PortEnd)}
 }
 
 // portFree reports whether nothing listens on 127.0.0.1:p.
@@ -166,12 +166,12 @@ func (m *Manager) provision(ctx context.Context, rec store.InstanceRecord, email
 		return rec, err
 	}
 	for attempt := 0; ; attempt++ {
-		id, err := m.docker.Create(ctx, m.spec(rec))
+		id, err := m.dc().Create(ctx, m.spec(rec))
 		if errors.Is(err, docker.ErrConflict) {
 			// A container of that name without a live record: an earlier
 			// thon's leftover. Replace it, unless it is somebody else's.
 			if err = m.replaceLeftover(ctx, rec.Name); err == nil {
-				id, err = m.docker.Create(ctx, m.spec(rec))
+				id, err = m.dc().Create(ctx, m.spec(rec))
 			}
 		}
 		if err != nil {
@@ -185,11 +185,11 @@ func (m *Manager) provision(ctx context.Context, rec store.InstanceRecord, email
 			return rec, err
 		}
 		for _, f := range files {
-			if err := m.docker.CopyFile(ctx, id, f.path, f.content, sandboxUID, sandboxGID, f.mode); err != nil {
+			if err := m.dc().CopyFile(ctx, id, f.path, f.content, sandboxUID, sandboxGID, f.mode); err != nil {
 				return rec, fmt.Errorf("writing %s into the sandbox: %w", f.path, dockerErr(err))
 			}
 		}
-		err = m.docker.Start(ctx, id)
+		err = m.dc().Start(ctx, id)
 		if errors.Is(err, docker.ErrPortInUse) && attempt < 3 {
 			m.log.Warn("sandbox port taken, moving", "instance", rec.ID, "port", rec.Port)
 			m.removeContainer(ctx, id)
@@ -238,7 +238,7 @@ func (m *Manager) movePort(ctx context.Context, rec store.InstanceRecord) (store
 // replaceLeftover removes a container that holds a sandbox's name but has
 // no live record, if thon made it.
 func (m *Manager) replaceLeftover(ctx context.Context, name string) error {
-	c, err := m.docker.Inspect(ctx, name)
+	c, err := m.dc().Inspect(ctx, name)
 	if err != nil {
 		return dockerErr(err)
 	}
@@ -246,7 +246,7 @@ func (m *Manager) replaceLeftover(ctx context.Context, name string) error {
 		return fmt.Errorf("a container named %s exists and was not made by thon: %w", name, ErrConflict)
 	}
 	m.log.Info("replacing a leftover sandbox container", "container", name)
-	return dockerErr(m.docker.Remove(ctx, c.ID, false))
+	return dockerErr(m.dc().Remove(ctx, c.ID, false))
 }
 
 func (m *Manager) spec(rec store.InstanceRecord) docker.Spec {
@@ -266,16 +266,16 @@ func (m *Manager) spec(rec store.InstanceRecord) docker.Spec {
 			LabelWorkspace: rec.Workspace,
 		},
 		Env: []string{"THON_GROUP=" + rec.Group, "THON_USERNAME=" + rec.User},
-		Cmd: []string{"code-server", "--bind-addr", "0.0.0.0:" + strconv.Itoa(m.cfg.ContainerPort),
+		Cmd: []string{"code-server", "--bind-addr", "0.0.0.0:" + strconv.Itoa(m.conf().ContainerPort),
 			"--auth", auth, "--disable-telemetry", workspaceMount},
 		HostPort:      rec.Port,
-		ContainerPort: m.cfg.ContainerPort,
-		MemoryBytes:   m.cfg.MemoryBytes,
-		NanoCPUs:      m.cfg.NanoCPUs,
-		PidsLimit:     m.cfg.PidsLimit,
-		CapAdd:        m.cfg.CapAdd,
+		ContainerPort: m.conf().ContainerPort,
+		MemoryBytes:   m.conf().MemoryBytes,
+		NanoCPUs:      m.conf().NanoCPUs,
+		PidsLimit:     m.conf().PidsLimit,
+		CapAdd:        m.conf().CapAdd,
 	}
-	switch m.cfg.Workspace {
+	switch m.conf().Workspace {
 	case WorkspaceVolume:
 		s.Mounts = []docker.Mount{{Type: "volume", Source: VolumeName(rec.Group, rec.User), Target: workspaceMount}}
 	case WorkspaceBind:
@@ -285,7 +285,7 @@ func (m *Manager) spec(rec store.InstanceRecord) docker.Spec {
 }
 
 func (m *Manager) workspaceName(group, user string) string {
-	switch m.cfg.Workspace {
+	switch m.conf().Workspace {
 	case WorkspaceVolume:
 		return VolumeName(group, user)
 	case WorkspaceBind:
@@ -295,7 +295,7 @@ func (m *Manager) workspaceName(group, user string) string {
 }
 
 func (m *Manager) bindDir(group, user string) string {
-	return filepath.Join(m.cfg.WorkspaceDir, group, user)
+	return filepath.Join(m.conf().WorkspaceDir, group, user)
 }
 
 // EnsureWorkspace creates the persistent workspace of a user if the mode
@@ -312,9 +312,9 @@ func (m *Manager) EnsureWorkspace(ctx context.Context, group, user string) error
 }
 
 func (m *Manager) ensureWorkspace(ctx context.Context, group, user string) error {
-	switch m.cfg.Workspace {
+	switch m.conf().Workspace {
 	case WorkspaceVolume:
-		err := m.docker.EnsureVolume(ctx, VolumeName(group, user), map[string]string{
+		err := m.dc().EnsureVolume(ctx, VolumeName(group, user), map[string]string{
 			LabelManagedBy: managedByValue, LabelGroup: group, LabelUser: user,
 		})
 		return dockerErr(err)
@@ -342,9 +342,9 @@ func (m *Manager) DeleteWorkspace(ctx context.Context, group, user string) error
 	if _, err := m.store.LiveInstance(ctx, group, user); err == nil {
 		return fmt.Errorf("user %s/%s still has a sandbox; kill it first: %w", group, user, ErrConflict)
 	}
-	switch m.cfg.Workspace {
+	switch m.conf().Workspace {
 	case WorkspaceVolume:
-		err := m.docker.RemoveVolume(ctx, VolumeName(group, user))
+		err := m.dc().RemoveVolume(ctx, VolumeName(group, user))
 		if errors.Is(err, docker.ErrNotFound) {
 			return nil
 		}
@@ -367,14 +367,14 @@ type sandboxFile struct {
 func (m *Manager) sandboxFiles(ctx context.Context, rec store.InstanceRecord, email string) ([]sandboxFile, error) {
 	var files []sandboxFile
 	kilo, ok := "", false
-	if m.cfg.KiloFor != nil {
+	if m.conf().KiloFor != nil {
 		var err error
-		if kilo, ok, err = m.cfg.KiloFor(ctx, rec.Group, rec.User); err != nil {
+		if kilo, ok, err = m.conf().KiloFor(ctx, rec.Group, rec.User); err != nil {
 			return nil, err
 		}
 	}
 	if !ok {
-		res, err := m.store.ResolveConfig(ctx, store.KeyKiloJSON, m.cfg.KiloFile)
+		res, err := m.store.ResolveConfig(ctx, store.KeyKiloJSON, m.conf().KiloFile)
 		if err != nil {
 			return nil, err
 		}
@@ -383,7 +383,7 @@ func (m *Manager) sandboxFiles(ctx context.Context, rec store.InstanceRecord, em
 	if kilo != "" {
 		files = append(files, sandboxFile{kiloConfigPath, []byte(llm.FillPlaceholders(kilo, rec.User, email, workspaceMount)), 0o600})
 	}
-	res, err := m.store.ResolveConfig(ctx, store.KeyVSCodeSettings, m.cfg.VSCodeSettingsFile)
+	res, err := m.store.ResolveConfig(ctx, store.KeyVSCodeSettings, m.conf().VSCodeSettingsFile)
 	if err != nil {
 		return nil, err
 	}
@@ -391,7 +391,7 @@ func (m *Manager) sandboxFiles(ctx context.Context, rec store.InstanceRecord, em
 		files = append(files, sandboxFile{vscodeSettingsPath, []byte(res.Content), 0o644})
 	}
 	if rec.Password != "" {
-		conf := fmt.Sprintf("bind-addr: 0.0.0.0:%d\nauth: password\npassword: %s\ncert: false\n", m.cfg.ContainerPort, rec.Password)
+		conf := fmt.Sprintf("bind-addr: 0.0.0.0:%d\nauth: password\npassword: %s\ncert: false\n", m.conf().ContainerPort, rec.Password)
 		files = append(files, sandboxFile{codeServerConfig, []byte(conf), 0o600})
 	}
 	return files, nil
@@ -399,7 +399,7 @@ func (m *Manager) sandboxFiles(ctx context.Context, rec store.InstanceRecord, em
 
 // waitHealthy polls code-server's /healthz on the published port.
 func (m *Manager) waitHealthy(ctx context.Context, port int) error {
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.ReadyTimeout)
+	ctx, cancel := context.WithTimeout(ctx, m.conf().ReadyTimeout)
 	defer cancel()
 	url := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) + "/healthz"
 	delay := 20 * time.Millisecond
@@ -437,7 +437,7 @@ func (m *Manager) ensureRunning(ctx context.Context, rec store.InstanceRecord) (
 	case StatePaused:
 		return m.unpause(ctx, rec)
 	case StateStopped:
-		if err := m.docker.Start(ctx, rec.ContainerID); err == nil {
+		if err := m.dc().Start(ctx, rec.ContainerID); err == nil {
 			if err := m.waitHealthy(ctx, rec.Port); err != nil {
 				return rec, err
 			}
@@ -457,7 +457,7 @@ func (m *Manager) Pause(ctx context.Context, id int64) (Instance, error) {
 		if State(rec.State) != StateRunning {
 			return rec, fmt.Errorf("instance %d is %s, not running: %w", id, rec.State, ErrConflict)
 		}
-		if err := m.docker.Pause(ctx, rec.ContainerID); err != nil {
+		if err := m.dc().Pause(ctx, rec.ContainerID); err != nil {
 			return rec, dockerErr(err)
 		}
 		return m.setState(ctx, rec, StatePaused, "instance.pause")
@@ -478,7 +478,7 @@ func (m *Manager) Resume(ctx context.Context, id int64) (Instance, error) {
 }
 
 func (m *Manager) unpause(ctx context.Context, rec store.InstanceRecord) (store.InstanceRecord, error) {
-	if err := m.docker.Unpause(ctx, rec.ContainerID); err != nil {
+	if err := m.dc().Unpause(ctx, rec.ContainerID); err != nil {
 		return rec, dockerErr(err)
 	}
 	return m.setState(ctx, rec, StateRunning, "instance.resume")
@@ -545,7 +545,7 @@ func (m *Manager) recreate(ctx context.Context, rec store.InstanceRecord) (store
 		return rec, err
 	}
 	rec, err := m.store.UpdateInstance(ctx, rec.ID, "instance.recreate", func(r *store.InstanceRecord) error {
-		r.State, r.ContainerID, r.Image = string(StateStarting), "", m.cfg.Image
+		r.State, r.ContainerID, r.Image = string(StateStarting), "", m.conf().Image
 		return nil
 	})
 	if err != nil {
@@ -609,7 +609,7 @@ func (m *Manager) removeContainer(ctx context.Context, id string) {
 	if id == "" {
 		return
 	}
-	if err := m.docker.Remove(ctx, id, false); err != nil && !errors.Is(err, docker.ErrNotFound) {
+	if err := m.dc().Remove(ctx, id, false); err != nil && !errors.Is(err, docker.ErrNotFound) {
 		m.log.Warn("removing sandbox container", "container", id, "error", err)
 	}
 }
@@ -618,7 +618,7 @@ func (m *Manager) removeContainer(ctx context.Context, id string) {
 // when the record has none, the container of its name if thon made it.
 func (m *Manager) removeSandboxContainer(ctx context.Context, rec store.InstanceRecord) error {
 	if rec.ContainerID != "" {
-		err := m.docker.Remove(ctx, rec.ContainerID, false)
+		err := m.dc().Remove(ctx, rec.ContainerID, false)
 		if err == nil || errors.Is(err, docker.ErrNotFound) {
 			return nil
 		}

@@ -104,9 +104,11 @@ type Config struct {
 
 // Manager runs the sandboxes. It is safe for concurrent use.
 type Manager struct {
+	cfgMu  sync.RWMutex
 	cfg    Config
-	store  *store.Store
 	docker *docker.Client
+
+	store  *store.Store
 	routes *Routes
 	log    *slog.Logger
 	health *http.Client
@@ -130,8 +132,58 @@ func NewManager(st *store.Store, dc *docker.Client, cfg Config) (*Manager, error
 	if st == nil || dc == nil {
 		return nil, errors.New("sandboxes: store and docker client are required")
 	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Manager{
+		cfg:       cfg,
+		store:     st,
+		docker:    dc,
+		routes:    NewRoutes(),
+		log:       cfg.Logger,
+		health:    &http.Client{Timeout: 2 * time.Second},
+		userLocks: map[string]*sync.Mutex{},
+		ops:       map[string]*opState{},
+		runCtx:    context.Background(),
+	}, nil
+}
+
+// Reconfigure applies a new configuration and engine client, as a config
+// reload does. Sandboxes already running keep their containers; new
+// launches use the new settings. The routing table and records are kept.
+func (m *Manager) Reconfigure(dc *docker.Client, cfg Config) error {
+	if dc == nil {
+		return errors.New("sandboxes: docker client is required")
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return err
+	}
+	m.cfgMu.Lock()
+	m.cfg, m.docker = cfg, dc
+	m.cfgMu.Unlock()
+	return nil
+}
+
+// conf is the current configuration.
+func (m *Manager) conf() Config {
+	m.cfgMu.RLock()
+	defer m.cfgMu.RUnlock()
+	return m.cfg
+}
+
+// dc is the current engine client.
+func (m *Manager) dc() *docker.Client {
+	m.cfgMu.RLock()
+	defer m.cfgMu.RUnlock()
+	return m.docker
+}
+
+// withDefaults checks cfg and fills in its defaults.
+func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Image == "" {
-		return nil, &store.FieldError{Field: "image", Msg: "required"}
+		return cfg, &store.FieldError{Field: "image", Msg: "required"}
 	}
 	if cfg.PortStart == 0 {
 		cfg.PortStart = 8443
@@ -140,7 +192,7 @@ func NewManager(st *store.Store, dc *docker.Client, cfg Config) (*Manager, error
 		cfg.PortEnd = cfg.PortStart + 999
 	}
 	if cfg.PortStart < 1024 || cfg.PortEnd > 65535 || cfg.PortEnd < cfg.PortStart {
-		return nil, &store.FieldError{Field: "port_range", Msg: fmt.Sprintf("%d-%d is not a range within 1024-65535", cfg.PortStart, cfg.PortEnd)}
+		return cfg, &store.FieldError{Field: "port_range", Msg: fmt.Sprintf("%d-%d is not a range within 1024-65535", cfg.PortStart, cfg.PortEnd)}
 	}
 	if cfg.ContainerPort == 0 {
 		cfg.ContainerPort = 8443
@@ -151,10 +203,10 @@ func NewManager(st *store.Store, dc *docker.Client, cfg Config) (*Manager, error
 	case WorkspaceVolume, WorkspaceEphemeral:
 	case WorkspaceBind:
 		if cfg.WorkspaceDir == "" {
-			return nil, &store.FieldError{Field: "workspace_dir", Msg: "required for bind workspaces"}
+			return cfg, &store.FieldError{Field: "workspace_dir", Msg: "required for bind workspaces"}
 		}
 	default:
-		return nil, &store.FieldError{Field: "workspace", Msg: fmt.Sprintf("%q is not one of volume, bind, ephemeral", cfg.Workspace)}
+		return cfg, &store.FieldError{Field: "workspace", Msg: fmt.Sprintf("%q is not one of volume, bind, ephemeral", cfg.Workspace)}
 	}
 	if cfg.MemoryBytes == 0 {
 		cfg.MemoryBytes = 4 << 30
@@ -180,24 +232,14 @@ func NewManager(st *store.Store, dc *docker.Client, cfg Config) (*Manager, error
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Manager{
-		cfg:       cfg,
-		store:     st,
-		docker:    dc,
-		routes:    NewRoutes(),
-		log:       cfg.Logger,
-		health:    &http.Client{Timeout: 2 * time.Second},
-		userLocks: map[string]*sync.Mutex{},
-		ops:       map[string]*opState{},
-		runCtx:    context.Background(),
-	}, nil
+	return cfg, nil
 }
 
 // Routes is the routing table the proxy reads.
 func (m *Manager) Routes() *Routes { return m.routes }
 
 // Config returns the manager's configuration with defaults applied.
-func (m *Manager) Config() Config { return m.cfg }
+func (m *Manager) Config() Config { return m.conf() }
 
 // Instance is a sandbox as the API shows it.
 type Instance struct {
@@ -303,30 +345,46 @@ func (m *Manager) record(ctx context.Context, id int64) (store.InstanceRecord, e
 
 // lockUser serialises the actions on one user's sandbox.
 func (m *Manager) lockUser(group, user string) func() {
+	l := m.userLock(group, user)
+	l.Lock()
+	return l.Unlock
+}
+
+// tryLockUser takes the user's lock if nobody holds it: background work
+// skips a sandbox an action is busy with, since the action records its own
+// outcome.
+func (m *Manager) tryLockUser(group, user string) (func(), bool) {
+	l := m.userLock(group, user)
+	if !l.TryLock() {
+		return nil, false
+	}
+	return l.Unlock, true
+}
+
+func (m *Manager) userLock(group, user string) *sync.Mutex {
 	k := group + "/" + user
 	m.userMu.Lock()
+	defer m.userMu.Unlock()
 	l, ok := m.userLocks[k]
 	if !ok {
 		l = new(sync.Mutex)
 		m.userLocks[k] = l
 	}
-	m.userMu.Unlock()
-	l.Lock()
-	return l.Unlock
+	return l
 }
 
 // ready checks that the engine answers and has the image.
 func (m *Manager) ready(ctx context.Context) error {
-	if err := m.docker.Ping(ctx); err != nil {
+	if err := m.dc().Ping(ctx); err != nil {
 		return &unavailableError{err}
 	}
-	ok, err := m.docker.ImageExists(ctx, m.cfg.Image)
+	ok, err := m.dc().ImageExists(ctx, m.conf().Image)
 	if err != nil {
 		return &unavailableError{err}
 	}
 	if !ok {
 		return &unavailableError{fmt.Errorf("image %q is not on the Docker engine at %s: build it (sandboxes/image/README.md; `make sandbox-test-image` for the test image) or set the image option",
-			m.cfg.Image, m.docker.Host())}
+			m.conf().Image, m.dc().Host())}
 	}
 	return nil
 }
@@ -348,6 +406,6 @@ func VolumeName(group, user string) string { return "thon-workspace-" + group + 
 // URLPath is where a sandbox is served: /s/<group>/<user>/.
 func URLPath(group, user string) string { return "/s/" + group + "/" + user + "/" }
 
-func (m *Manager) url(group, user string) string { return m.cfg.BaseURL + URLPath(group, user) }
+func (m *Manager) url(group, user string) string { return m.conf().BaseURL + URLPath(group, user) }
 
 func portLabel(p int) string { return strconv.Itoa(p) }

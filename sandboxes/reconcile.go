@@ -56,8 +56,8 @@ func (m *Manager) watchLoop(ctx context.Context) {
 func (m *Manager) followEvents(ctx context.Context) error {
 	evctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	events, errs := m.docker.Events(evctx, map[string]string{LabelManagedBy: managedByValue})
-	sync := time.NewTicker(m.cfg.SyncInterval)
+	events, errs := m.dc().Events(evctx, map[string]string{LabelManagedBy: managedByValue})
+	sync := time.NewTicker(m.conf().SyncInterval)
 	defer sync.Stop()
 	for {
 		select {
@@ -132,11 +132,11 @@ func (m *Manager) handleEvent(ctx context.Context, ev docker.Event) {
 // marked missing, and states follow the engine. Running it twice changes
 // nothing the second time; it never creates duplicates.
 func (m *Manager) Reconcile(ctx context.Context) error {
-	containers, err := m.docker.List(ctx, map[string]string{LabelManagedBy: managedByValue})
+	containers, err := m.dc().List(ctx, map[string]string{LabelManagedBy: managedByValue})
 	if err != nil {
 		return dockerErr(err)
 	}
-	legacy, err := m.docker.List(ctx, map[string]string{legacyManagedBy: legacyManagedVal})
+	legacy, err := m.dc().List(ctx, map[string]string{legacyManagedBy: legacyManagedVal})
 	if err != nil {
 		return dockerErr(err)
 	}
@@ -163,40 +163,59 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		}
 	}
 
-	// Live records without a container.
+	// Live records without a container, and the routing table: each
+	// record is re-read under its user's lock, so a launch or action that
+	// ran meanwhile is never overwritten with what was listed before it.
 	recs, _, err := m.store.ListInstances(ctx, store.InstanceFilter{Live: true})
 	if err != nil {
 		return err
 	}
-	var routes []Route
+	live := make(map[string]bool, len(recs))
 	for _, r := range recs {
-		if !seen[r.Group+"/"+r.User] && State(r.State) != StateMissing {
-			if State(r.State) == StateStarting && time.Since(r.UpdatedAt) < m.cfg.ReadyTimeout {
-				// a launch in progress, before its container exists
-			} else if nr, err := m.markMissing(ctx, r); err == nil {
-				r = nr
-			}
+		live[idString(r.ID)] = true
+		unlock, ok := m.tryLockUser(r.Group, r.User)
+		if !ok {
+			continue // an action is busy with it and records its own outcome
 		}
-		if r.Port > 0 && State(r.State) != StateMissing {
-			routes = append(routes, Route{ID: idString(r.ID), Group: r.Group, User: r.User, Port: r.Port, State: State(r.State)})
+		cur, err := m.store.GetInstance(ctx, r.ID)
+		if err == nil && cur.TerminatedAt == nil && !seen[cur.Group+"/"+cur.User] && State(cur.State) != StateMissing &&
+			!(State(cur.State) == StateStarting && time.Since(cur.UpdatedAt) < m.conf().ReadyTimeout) {
+			m.log.Warn("sandbox container vanished", "group", cur.Group, "user", cur.User, "container", cur.Name)
+			cur, err = m.store.UpdateInstance(ctx, cur.ID, "instance.missing", func(x *store.InstanceRecord) error {
+				x.State = string(StateMissing)
+				return nil
+			})
 		}
+		if err == nil {
+			m.syncRoute(cur)
+		}
+		unlock()
 	}
-	m.routes.Replace(routes)
+	// Routes whose record is no longer live.
+	for _, route := range m.routes.All() {
+		if live[route.ID] {
+			continue
+		}
+		unlock, ok := m.tryLockUser(route.Group, route.User)
+		if !ok {
+			continue
+		}
+		id, _ := strconv.ParseInt(route.ID, 10, 64)
+		if cur, err := m.store.GetInstance(ctx, id); err != nil || cur.TerminatedAt != nil {
+			m.routes.Delete(route.ID)
+		}
+		unlock()
+	}
 	return nil
 }
 
-func (m *Manager) markMissing(ctx context.Context, r store.InstanceRecord) (store.InstanceRecord, error) {
-	unlock := m.lockUser(r.Group, r.User)
-	defer unlock()
-	cur, err := m.store.GetInstance(ctx, r.ID)
-	if err != nil || cur.TerminatedAt != nil || cur.ContainerID != r.ContainerID {
-		return cur, errors.New("changed meanwhile")
+// syncRoute makes the routing table show a record as it is.
+func (m *Manager) syncRoute(r store.InstanceRecord) {
+	if r.TerminatedAt != nil || r.Port == 0 || State(r.State) == StateMissing {
+		m.routes.Delete(idString(r.ID))
+		return
 	}
-	m.log.Warn("sandbox container vanished", "group", r.Group, "user", r.User, "container", r.Name)
-	return m.store.UpdateInstance(ctx, r.ID, "instance.missing", func(x *store.InstanceRecord) error {
-		x.State = string(StateMissing)
-		return nil
-	})
+	m.routes.Set(Route{ID: idString(r.ID), Group: r.Group, User: r.User, Port: r.Port, State: State(r.State)})
 }
 
 func engineState(s string) State {
@@ -212,7 +231,10 @@ func engineState(s string) State {
 }
 
 func (m *Manager) reconcileContainer(ctx context.Context, group, user string, c docker.Container) error {
-	unlock := m.lockUser(group, user)
+	unlock, ok := m.tryLockUser(group, user)
+	if !ok {
+		return nil // an action is busy with this sandbox and records its own outcome
+	}
 	defer unlock()
 	st := engineState(c.State)
 	port := c.HostPort
@@ -261,7 +283,7 @@ func (m *Manager) reconcileContainer(ctx context.Context, group, user string, c 
 
 // reapLoop kills sandboxes whose TTL ran out.
 func (m *Manager) reapLoop(ctx context.Context) {
-	t := time.NewTicker(m.cfg.ReapInterval)
+	t := time.NewTicker(m.conf().ReapInterval)
 	defer t.Stop()
 	for {
 		m.Reap(ctx)
