@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/thon-dev/thon/sandboxes"
 	"github.com/thon-dev/thon/store"
 )
 
@@ -62,9 +63,13 @@ func (s *Server) errorResponse(err error) (int, Error) {
 			Error{Error: fmt.Sprintf("request body too large: limit is %d bytes", tooBig.Limit)}
 	case errors.As(err, &fe):
 		return http.StatusBadRequest, Error{Error: fe.Error(), Field: fe.Field}
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, sandboxes.ErrUnavailable):
+		// The message names the Docker host or the missing image, which
+		// the organiser needs to fix it; it holds no internal detail.
+		return http.StatusServiceUnavailable, Error{Error: err.Error()}
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, sandboxes.ErrNotFound):
 		return http.StatusNotFound, Error{Error: err.Error()}
-	case errors.Is(err, store.ErrConflict):
+	case errors.Is(err, store.ErrConflict), errors.Is(err, sandboxes.ErrConflict):
 		return http.StatusConflict, Error{Error: err.Error()}
 	default:
 		return http.StatusInternalServerError, Error{Error: "internal error"}

@@ -86,6 +86,26 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error
 	return decodeStrict(data, v)
 }
 
+// decodeOptionalJSON is decodeJSON for routes whose body may be left out:
+// an empty body (of any content type) leaves v as it is.
+func (s *Server) decodeOptionalJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	data, err := readBody(w, r, s.maxBody)
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil
+	}
+	mt, err := mediaType(r)
+	if err != nil {
+		return err
+	}
+	if !isJSONType(mt) {
+		return unsupportedType(mt, "application/json")
+	}
+	return decodeStrict(data, v)
+}
+
 // decodeStrict decodes data, one JSON value, into v with unknown fields
 // refused. Errors are 400s that say where in the body the problem is and,
 // when known, name the field.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/thon-dev/thon/sandboxes"
 	"github.com/thon-dev/thon/store"
 )
 
@@ -144,7 +145,8 @@ func TestOpenAPIOperations(t *testing.T) {
 		}
 	}
 
-	for _, name := range []string{"Group", "User", "Roster", "ImportResult", "ConfigFile", "Error"} {
+	for _, name := range []string{"Group", "User", "Roster", "ImportResult", "ConfigFile", "Error",
+		"Instance", "InstanceList", "Result", "BulkRequest", "Operation", "RenewRequest"} {
 		if _, ok := doc.Components.Schemas[name]; !ok {
 			t.Errorf("components.schemas lacks %s", name)
 		}
@@ -255,6 +257,16 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"ConfigFileList":    configFileList{},
 		"ConfigFileContent": configFilePutRequest{},
 		"DeletedConfigFile": deletedConfigFile{},
+		"Instance":          sandboxes.Instance{},
+		"InstanceList":      instanceList{},
+		"InstanceCreate":    instanceCreateRequest{},
+		"RenewRequest":      renewRequest{},
+		"BulkRequest":       bulkRequest{},
+		"BulkResults":       bulkResults{},
+		"Result":            sandboxes.Result{},
+		"Operation":         sandboxes.Operation{},
+		"OperationResponse": operationResponse{},
+		"Empty":             emptyRequest{},
 	}
 	for name, v := range types {
 		schema, ok := doc.Components.Schemas[name]

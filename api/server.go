@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/thon-dev/thon/sandboxes"
 	"github.com/thon-dev/thon/store"
 )
 
@@ -22,6 +23,10 @@ const (
 type Options struct {
 	// Store is the database every route reads and writes. Required.
 	Store *store.Store
+	// Sandboxes runs the sandboxes of the instance, group operation and
+	// user launch routes; it must keep its records in Store. Nil means
+	// those routes answer 503 (sandboxes are not configured).
+	Sandboxes *sandboxes.Manager
 	// Logger receives internal errors; nil means slog.Default().
 	Logger *slog.Logger
 	// MaxBodyBytes limits JSON request bodies; 0 means DefaultMaxBodyBytes.
@@ -42,6 +47,7 @@ type Route struct {
 // It is safe for concurrent use.
 type Server struct {
 	store     *store.Store
+	sandboxes *sandboxes.Manager
 	logger    *slog.Logger
 	maxBody   int64
 	maxUpload int64
@@ -60,6 +66,8 @@ var routeGroups = []func(*Server){
 	(*Server).healthRoutes,
 	(*Server).groupRoutes,
 	(*Server).configFileRoutes,
+	(*Server).instanceRoutes,
+	(*Server).operationRoutes,
 }
 
 // New returns a Server for opts.
@@ -75,6 +83,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{
 		store:     opts.Store,
+		sandboxes: opts.Sandboxes,
 		logger:    opts.Logger,
 		maxBody:   opts.MaxBodyBytes,
 		maxUpload: opts.MaxUploadBytes,

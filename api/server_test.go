@@ -46,15 +46,19 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// newTestEnv opens a store in a temporary directory and serves a Server
-// with opts over it.
+// newTestEnv serves a Server with opts over opts.Store or, when that is
+// nil, a store opened in a temporary directory.
 func newTestEnv(t testing.TB, opts Options) *testEnv {
 	t.Helper()
-	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "thon.db"))
-	if err != nil {
-		t.Fatalf("opening store: %v", err)
+	st := opts.Store
+	if st == nil {
+		var err error
+		st, err = store.Open(context.Background(), filepath.Join(t.TempDir(), "thon.db"))
+		if err != nil {
+			t.Fatalf("opening store: %v", err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
 	}
-	t.Cleanup(func() { _ = st.Close() })
 	logs := &syncBuffer{}
 	opts.Store = st
 	opts.Logger = slog.New(slog.NewTextHandler(logs, nil))
@@ -238,6 +242,22 @@ func TestRoutes(t *testing.T) {
 		{"PUT", "/api/config-files/{key}"},
 		{"DELETE", "/api/config-files/{key}"},
 		{"POST", "/api/config-files/{key}/upload"},
+		{"GET", "/api/instances"},
+		{"POST", "/api/instances"},
+		{"POST", "/api/instances/bulk/pause"},
+		{"POST", "/api/instances/bulk/resume"},
+		{"POST", "/api/instances/bulk/kill"},
+		{"GET", "/api/instances/{id}"},
+		{"DELETE", "/api/instances/{id}"},
+		{"POST", "/api/instances/{id}/pause"},
+		{"POST", "/api/instances/{id}/resume"},
+		{"POST", "/api/instances/{id}/recreate"},
+		{"POST", "/api/instances/{id}/renew"},
+		{"POST", "/api/users/{user_id}/launch"},
+		{"POST", "/api/users/{user_id}/stop"},
+		{"POST", "/api/groups/{group_id}/start"},
+		{"POST", "/api/groups/{group_id}/stop"},
+		{"GET", "/api/operations/{id}"},
 	}
 	got := e.server.Routes()
 	if !slices.Equal(got, want) {
@@ -283,6 +303,11 @@ func TestNotFoundAndMethodNotAllowed(t *testing.T) {
 		{"POST", "/api/groups/alpha", 405, "GET, HEAD, PUT, DELETE"},
 		{"POST", "/openapi.json", 405, "GET, HEAD"},
 		{"PUT", "/api/config-files/config_kilo_json/upload", 405, "POST"},
+		{"GET", "/api/instances/1/pause", 405, "POST"},
+		{"PUT", "/api/instances/1", 405, "GET, HEAD, DELETE"},
+		{"GET", "/api/groups/alpha/start", 405, "POST"},
+		{"DELETE", "/api/operations/x", 405, "GET, HEAD"},
+		{"GET", "/api/instances/1/2/3", 404, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
