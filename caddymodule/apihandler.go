@@ -14,7 +14,6 @@ import (
 func init() {
 	caddy.RegisterModule(APIHandler{})
 	httpcaddyfile.RegisterHandlerDirective("thon_api", parseAPIHandler)
-	httpcaddyfile.RegisterDirectiveOrder("thon_api", httpcaddyfile.Before, "handle")
 }
 
 // APIHandler serves thon's REST API under /api/, its OpenAPI document at

@@ -7,15 +7,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/thon-dev/thon/api"
+	"github.com/thon-dev/thon/sandboxes"
+	"github.com/thon-dev/thon/sandboxes/docker"
 	"github.com/thon-dev/thon/store"
 )
 
@@ -78,12 +83,29 @@ type App struct {
 	// the database slot config_vscode_settings.
 	VSCodeSettingsFile string `json:"vscode_settings_file,omitempty"`
 
-	store   *store.Store
-	api     *api.Server
-	dbKey   string
-	logger  *zap.Logger
-	ctx     caddy.Context
-	started bool
+	// Host ports handed to sandboxes, published on 127.0.0.1 only.
+	// Default: 8443 to 9442.
+	PortStart int `json:"port_start,omitempty"`
+	PortEnd   int `json:"port_end,omitempty"`
+
+	// Lifetime of a new sandbox; 0 (the default) means no expiry.
+	TTL caddy.Duration `json:"ttl,omitempty"`
+
+	// Resource limits of every sandbox container. Defaults: 4 GiB of
+	// memory, 2 CPUs, 2048 processes.
+	MemoryBytes int64   `json:"memory_bytes,omitempty"`
+	CPUs        float64 `json:"cpus,omitempty"`
+	PidsLimit   int64   `json:"pids_limit,omitempty"`
+
+	// How many sandboxes bulk and group actions start or stop at once.
+	// Default: 8.
+	Concurrency int `json:"concurrency,omitempty"`
+
+	shared *shared
+	api    *api.Server
+	dbKey  string
+	logger *zap.Logger
+	ctx    caddy.Context
 }
 
 // CaddyModule returns the Caddy module information.
@@ -125,25 +147,60 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("database path %q: %v", a.Database, err)
 	}
 	a.Database = dbPath
-	a.dbKey = "store:" + dbPath
+	dc, err := docker.New(a.DockerHost)
+	if err != nil {
+		return fmt.Errorf("docker_host: %v", err)
+	}
+	cfg := a.sandboxConfig(ctx.Slogger().With("component", "sandboxes"))
+
+	a.dbKey = "thon:" + dbPath
 	val, _, err := pool.LoadOrNew(a.dbKey, func() (caddy.Destructor, error) {
-		s, err := store.Open(context.Background(), dbPath)
-		if err != nil {
-			return nil, err
-		}
-		return storeDestructor{s}, nil
+		return openShared(dbPath, dc, cfg)
 	})
 	if err != nil {
 		a.dbKey = ""
-		return fmt.Errorf("opening database: %v", err)
+		return err
 	}
-	a.store = val.(storeDestructor).Store
+	a.shared = val.(*shared)
+	// A reload keeps the manager (its routing table and operations) and
+	// gives it the new settings.
+	if err := a.shared.sandboxes.Reconfigure(dc, cfg); err != nil {
+		return err
+	}
 
-	a.api, err = api.New(api.Options{Store: a.store, Logger: ctx.Slogger()})
+	a.api, err = api.New(api.Options{Store: a.shared.store, Sandboxes: a.shared.sandboxes, Logger: ctx.Slogger()})
 	if err != nil {
 		return fmt.Errorf("setting up the REST API: %v", err)
 	}
 	return nil
+}
+
+// sandboxConfig is the sandbox manager's configuration from the app's.
+func (a *App) sandboxConfig(logger *slog.Logger) sandboxes.Config {
+	base := ""
+	switch {
+	case a.Domain != "":
+		base = "https://" + a.Domain
+	case a.ExternalIP != "":
+		base = "https://" + a.ExternalIP
+	}
+	return sandboxes.Config{
+		Image:              a.Image,
+		PortStart:          a.PortStart,
+		PortEnd:            a.PortEnd,
+		Workspace:          a.WorkspaceMode,
+		WorkspaceDir:       a.WorkspaceDir,
+		Secure:             a.Secure,
+		DefaultTTL:         time.Duration(a.TTL),
+		MemoryBytes:        a.MemoryBytes,
+		NanoCPUs:           int64(a.CPUs * 1e9),
+		PidsLimit:          a.PidsLimit,
+		Concurrency:        a.Concurrency,
+		BaseURL:            base,
+		KiloFile:           a.KiloFile,
+		VSCodeSettingsFile: a.VSCodeSettingsFile,
+		Logger:             logger,
+	}
 }
 
 // Validate checks the configuration.
@@ -175,7 +232,7 @@ func (a *App) Validate() error {
 // as it was.
 func (a *App) Start() error {
 	if a.GroupsFile != "" {
-		res, err := a.store.ResolveConfig(a.ctx, store.KeyGroupsYAML, a.GroupsFile)
+		res, err := a.shared.store.ResolveConfig(a.ctx, store.KeyGroupsYAML, a.GroupsFile)
 		if err != nil {
 			return err
 		}
@@ -183,7 +240,7 @@ func (a *App) Start() error {
 		if err != nil {
 			return err
 		}
-		n, err := a.store.ImportRoster(store.WithActor(a.ctx, "groups_file"), roster)
+		n, err := a.shared.store.ImportRoster(store.WithActor(a.ctx, "groups_file"), roster)
 		if err != nil {
 			return fmt.Errorf("importing %s: %v", a.GroupsFile, err)
 		}
@@ -193,17 +250,15 @@ func (a *App) Start() error {
 			zap.Int("users_created", n.UsersCreated),
 			zap.Int("users_moved", n.UsersMoved))
 	}
-	a.started = true
+	a.shared.start()
 	a.logger.Info("thon app started", zap.String("database", a.Database))
 	return nil
 }
 
-// Stop stops the app's background work. The database stays open until the
-// last config using it is cleaned up.
-func (a *App) Stop() error {
-	a.started = false
-	return nil
-}
+// Stop does nothing: the sandbox manager's background work (reconciliation,
+// Docker events, the TTL reaper) belongs to the shared state and goes on
+// across reloads until the last config using it is cleaned up.
+func (a *App) Stop() error { return nil }
 
 // Cleanup releases this config's reference to the shared database.
 func (a *App) Cleanup() error {
@@ -216,7 +271,10 @@ func (a *App) Cleanup() error {
 }
 
 // Store returns the app's database.
-func (a *App) Store() *store.Store { return a.store }
+func (a *App) Store() *store.Store { return a.shared.store }
+
+// Sandboxes returns the sandbox manager.
+func (a *App) Sandboxes() *sandboxes.Manager { return a.shared.sandboxes }
 
 // API returns the REST API server.
 func (a *App) API() *api.Server { return a.api }
@@ -226,9 +284,52 @@ func (a *App) API() *api.Server { return a.api }
 // reference count never drops to zero and nothing is reopened.
 var pool = caddy.NewUsagePool()
 
-type storeDestructor struct{ *store.Store }
+// shared is the state of one database that outlives configs: the store
+// and the sandbox manager with its routing table and background work.
+type shared struct {
+	store     *store.Store
+	sandboxes *sandboxes.Manager
 
-func (s storeDestructor) Destruct() error { return s.Close() }
+	once   sync.Once
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func openShared(dbPath string, dc *docker.Client, cfg sandboxes.Config) (*shared, error) {
+	st, err := store.Open(context.Background(), dbPath)
+	if err != nil {
+		return nil, fmt.Errorf("opening database: %v", err)
+	}
+	m, err := sandboxes.NewManager(st, dc, cfg)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return &shared{store: st, sandboxes: m, done: make(chan struct{})}, nil
+}
+
+// start runs the manager's background work once, whichever config starts
+// first.
+func (s *shared) start() {
+	s.once.Do(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		s.cancel = cancel
+		go func() {
+			defer close(s.done)
+			s.sandboxes.Run(ctx)
+		}()
+	})
+}
+
+// Destruct stops the background work and closes the database, when the
+// last config using them is gone.
+func (s *shared) Destruct() error {
+	if s.cancel != nil {
+		s.cancel()
+		<-s.done
+	}
+	return s.store.Close()
+}
 
 // Interface guards
 var (

@@ -145,3 +145,19 @@ func (in *instance) getJSON(url string, v any) {
 		in.t.Fatalf("GET %s: %v: %s", url, err, b)
 	}
 }
+
+func (in *instance) sitePort(t *testing.T) int {
+	var p int
+	if _, err := fmt.Sscanf(in.base, "http://127.0.0.1:%d", &p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func (in *instance) adminPort(t *testing.T) int {
+	var p int
+	if _, err := fmt.Sscanf(in.admin, "http://localhost:%d", &p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -6,6 +6,9 @@ import (
 	"os"
 	"strconv"
 
+	"github.com/dustin/go-humanize"
+
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -53,6 +56,12 @@ func deriveListenEnv() {
 //		groups_file          <path>
 //		kilo_file            <path>
 //		vscode_settings_file <path>
+//		port_range           <first> <last>
+//		ttl                  <duration>
+//		memory               <size>
+//		cpus                 <number>
+//		pids                 <number>
+//		concurrency          <number>
 //	}
 //
 // A string option given no value (as happens when it is set from an empty
@@ -122,6 +131,66 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			if d.NextArg() {
 				return d.ArgErr()
+			}
+			continue
+		case "port_range":
+			var first, last string
+			if !d.AllArgs(&first, &last) {
+				return d.Errf("port_range: expected <first> <last>")
+			}
+			var err1, err2 error
+			a.PortStart, err1 = strconv.Atoi(first)
+			a.PortEnd, err2 = strconv.Atoi(last)
+			if err1 != nil || err2 != nil || a.PortStart < 1024 || a.PortEnd > 65535 || a.PortEnd < a.PortStart {
+				return d.Errf("port_range: %s %s is not a range within 1024-65535", first, last)
+			}
+			continue
+		case "ttl":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur < 0 {
+				return d.Errf("ttl: %q is not a duration such as 8h or 2d", v)
+			}
+			a.TTL = caddy.Duration(dur)
+			continue
+		case "memory":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			n, err := humanize.ParseBytes(v)
+			if err != nil || n < 64<<20 {
+				return d.Errf("memory: %q is not a size of at least 64MiB, such as 4GiB", v)
+			}
+			a.MemoryBytes = int64(n)
+			continue
+		case "cpus":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || f <= 0 || f > 1024 {
+				return d.Errf("cpus: %q is not a positive number of CPUs", v)
+			}
+			a.CPUs = f
+			continue
+		case "pids", "concurrency":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return d.Errf("%s: %q is not a positive whole number", opt, v)
+			}
+			if opt == "pids" {
+				a.PidsLimit = int64(n)
+			} else {
+				a.Concurrency = n
 			}
 			continue
 		case "secure":

@@ -2,11 +2,15 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddytest"
 )
@@ -30,6 +34,12 @@ func TestUnmarshalGlobalOption(t *testing.T) {
 				groups_file /etc/thon/groups.yaml
 				kilo_file /etc/thon/kilo.jsonc
 				vscode_settings_file /etc/thon/settings.jsonc
+				port_range 9000 9300
+				ttl 8h
+				memory 2GiB
+				cpus 1.5
+				pids 512
+				concurrency 16
 			}`,
 			want: App{
 				DataDir: "/var/lib/thon", Database: "/var/lib/thon/db.sqlite", ExternalIP: "203.0.113.7",
@@ -37,6 +47,8 @@ func TestUnmarshalGlobalOption(t *testing.T) {
 				WorkspaceMode: "bind", WorkspaceDir: "/srv/ws", Secure: true,
 				GroupsFile: "/etc/thon/groups.yaml", KiloFile: "/etc/thon/kilo.jsonc",
 				VSCodeSettingsFile: "/etc/thon/settings.jsonc",
+				PortStart:          9000, PortEnd: 9300, TTL: caddy.Duration(8 * time.Hour),
+				MemoryBytes: 2 << 30, CPUs: 1.5, PidsLimit: 512, Concurrency: 16,
 			},
 		},
 		{input: "thon {\n external_ip\n secure false\n workspace ephemeral\n}", want: App{WorkspaceMode: "ephemeral"}},
@@ -47,6 +59,12 @@ func TestUnmarshalGlobalOption(t *testing.T) {
 		{input: "thon {\n workspace cloud\n}", wantErr: `"cloud" is not one of`},
 		{input: "thon {\n secure maybe\n}", wantErr: `"maybe" is not true or false`},
 		{input: "thon extra", wantErr: "wrong argument count"},
+		{input: "thon {\n port_range 9000\n}", wantErr: "port_range: expected"},
+		{input: "thon {\n port_range 80 90\n}", wantErr: "within 1024-65535"},
+		{input: "thon {\n ttl soon\n}", wantErr: `ttl: "soon"`},
+		{input: "thon {\n memory 1KB\n}", wantErr: "at least 64MiB"},
+		{input: "thon {\n cpus -1\n}", wantErr: "positive number"},
+		{input: "thon {\n pids 0\n}", wantErr: `pids: "0"`},
 	} {
 		var got App
 		err := got.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
@@ -149,4 +167,76 @@ func TestDeriveListenEnv(t *testing.T) {
 	if p := os.Getenv("THON_LISTEN_PORT"); p != "7000" {
 		t.Errorf("explicit THON_LISTEN_PORT overwritten: %q", p)
 	}
+}
+
+func TestSandboxDirectiveErrors(t *testing.T) {
+	for i, tc := range []struct{ body, want string }{
+		{"thon_sandbox {\n bogus\n}", `unrecognized option "bogus"`},
+		{"thon_sandbox {\n subdomain {user}.example.com\n}", "must contain {group} and {user}"},
+		{"thon_sandbox {\n subdomain {group}.{user}.{port}.example.com\n}", "unknown placeholder"},
+		{"thon_sandbox {\n by_port\n by_port\n}", "already specified"},
+		{"thon_sandbox {\n stream_close_delay forever\n}", `"forever" is not a duration`},
+		{"thon_sandbox extra", "wrong argument count"},
+	} {
+		_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte("http://:8080 {\n"+tc.body+"\n}\n"), nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("case %d: error %v, want %q", i, err, tc.want)
+		}
+	}
+}
+
+func TestSandboxAddressing(t *testing.T) {
+	a := SandboxAddressing{Subdomain: "{user}.{group}.sb.example.com"}
+	if err := a.provision(); err != nil {
+		t.Fatal(err)
+	}
+	for i, tc := range []struct {
+		host, path string
+		want       target
+		ok         bool
+	}{
+		{"x", "/s/alpha/alice/", target{group: "alpha", user: "alice", prefix: "/s/alpha/alice"}, true},
+		{"x", "/s/alpha/alice", target{group: "alpha", user: "alice", prefix: "/s/alpha/alice", exact: true}, true},
+		{"x", "/8443/a/b", target{port: 8443, prefix: "/8443"}, true},
+		{"x", "/8443", target{port: 8443, prefix: "/8443", exact: true}, true},
+		{"x", "/08443/", target{}, false},
+		{"x", "/70000/", target{}, false},
+		{"x", "/s/alpha/", target{}, false},
+		{"alice.alpha.sb.example.com:443", "/api/x", target{group: "alpha", user: "alice"}, true},
+		{"ALICE.alpha.sb.example.com", "/", target{group: "alpha", user: "alice"}, true},
+		{"alice.alpha.other.example.com", "/", target{}, false},
+		{"x", "/docs", target{}, false},
+	} {
+		r, _ := http.NewRequest(http.MethodGet, "http://"+tc.host+tc.path, nil)
+		got, ok := a.resolve(r)
+		if ok != tc.ok || got != tc.want {
+			t.Errorf("case %d: %s%s: %+v %v, want %+v %v", i, tc.host, tc.path, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func FuzzSandboxDirective(f *testing.F) {
+	f.Add("thon_sandbox {\n subdomain {user}.{group}.x\n by_port\n stream_timeout 1h\n}")
+	f.Add("thon_sandbox /s/* {\n stream_close_delay 5m\n}")
+	f.Fuzz(func(t *testing.T, body string) {
+		// Must never panic; errors are fine.
+		_, _, _ = caddyconfig.GetAdapter("caddyfile").Adapt([]byte("http://:8080 {\n"+body+"\n}\n"), nil)
+	})
+}
+
+func FuzzGlobalOption(f *testing.F) {
+	f.Add("thon {\n data_dir /x\n workspace bind /w\n port_range 9000 9100\n ttl 1h\n memory 1GiB\n}")
+	f.Add("thon {\n secure false\n cpus 0.5\n}")
+	f.Fuzz(func(t *testing.T, input string) {
+		var a App
+		if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err != nil {
+			return
+		}
+		if a.PortStart != 0 && (a.PortStart < 1024 || a.PortEnd < a.PortStart) {
+			t.Fatalf("accepted bad port range %d-%d", a.PortStart, a.PortEnd)
+		}
+		if a.WorkspaceMode == WorkspaceBind && a.WorkspaceDir == "" {
+			t.Fatal("accepted bind without a directory")
+		}
+	})
 }
