@@ -19,12 +19,28 @@ func init() {
 	deriveListenEnv()
 }
 
-// deriveListenEnv splits THON_LISTEN (host:port) into THON_LISTEN_HOST and
-// THON_LISTEN_PORT, unless those are set already. A Caddyfile substitutes
-// environment variables as text, and the dev listener needs the two parts
-// apart: a port-only site address, so it answers any Host header, and a
-// bind to the host, so it listens on loopback only.
+// deriveListenEnv derives the variables Caddyfile.example needs from the
+// ones operators set, unless they are set already. A Caddyfile substitutes
+// environment variables as text, before parsing, so it cannot split a
+// value or choose a block by itself:
+//
+//   - THON_LISTEN (host:port) becomes THON_LISTEN_HOST and THON_LISTEN_PORT:
+//     the dev listener is a port-only site, so it answers any Host header,
+//     bound to the host, so it listens on loopback only;
+//   - THON_PUBLIC_MODE is "domain" when THON_DOMAIN is set, else "ip" when
+//     THON_EXTERNAL_IP is set, else "none": the example imports the snippet
+//     public_<mode>, which holds the HTTPS site (or nothing).
 func deriveListenEnv() {
+	if _, ok := os.LookupEnv("THON_PUBLIC_MODE"); !ok {
+		mode := "none"
+		switch {
+		case os.Getenv("THON_DOMAIN") != "":
+			mode = "domain"
+		case os.Getenv("THON_EXTERNAL_IP") != "":
+			mode = "ip"
+		}
+		os.Setenv("THON_PUBLIC_MODE", mode)
+	}
 	v := os.Getenv("THON_LISTEN")
 	if v == "" {
 		return

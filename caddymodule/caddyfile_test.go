@@ -153,6 +153,27 @@ func TestCaddyfileExample(t *testing.T) {
 	}
 }
 
+// TestCaddyfileExamplePublicIP adapts the example as it runs with
+// THON_EXTERNAL_IP set: an HTTPS site for the IP with the internal CA.
+func TestCaddyfileExamplePublicIP(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "Caddyfile.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("THON_EXTERNAL_IP", "203.0.113.9")
+	t.Setenv("THON_PUBLIC_MODE", "ip")
+	cfg := string(adapt(t, string(b)))
+	for _, want := range []string{`"listen":[":443"]`, `"subjects":["203.0.113.9"]`, `"module":"internal"`, `"handler":"thon_ca_cert"`} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("adapted example lacks %s", want)
+		}
+	}
+	t.Setenv("THON_PUBLIC_MODE", "none")
+	if cfg := string(adapt(t, string(b))); strings.Contains(cfg, ":443") {
+		t.Error("an HTTPS site without THON_EXTERNAL_IP or THON_DOMAIN")
+	}
+}
+
 func TestDeriveListenEnv(t *testing.T) {
 	t.Setenv("THON_LISTEN", "127.0.0.1:9999")
 	os.Unsetenv("THON_LISTEN_HOST")
@@ -166,6 +187,18 @@ func TestDeriveListenEnv(t *testing.T) {
 	deriveListenEnv()
 	if p := os.Getenv("THON_LISTEN_PORT"); p != "7000" {
 		t.Errorf("explicit THON_LISTEN_PORT overwritten: %q", p)
+	}
+	for i, tc := range []struct{ ip, domain, want string }{
+		{"", "", "none"}, {"203.0.113.9", "", "ip"}, {"203.0.113.9", "hack.example.com", "domain"}, {"", "hack.example.com", "domain"},
+	} {
+		t.Setenv("THON_EXTERNAL_IP", tc.ip)
+		t.Setenv("THON_DOMAIN", tc.domain)
+		t.Setenv("THON_PUBLIC_MODE", "")
+		os.Unsetenv("THON_PUBLIC_MODE")
+		deriveListenEnv()
+		if got := os.Getenv("THON_PUBLIC_MODE"); got != tc.want {
+			t.Errorf("case %d: THON_PUBLIC_MODE = %q, want %q", i, got, tc.want)
+		}
 	}
 }
 
