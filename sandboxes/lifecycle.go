@@ -402,7 +402,7 @@ func (m *Manager) waitHealthy(ctx context.Context, port int) error {
 	ctx, cancel := context.WithTimeout(ctx, m.conf().ReadyTimeout)
 	defer cancel()
 	url := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) + "/healthz"
-	delay := 20 * time.Millisecond
+	delay := 10 * time.Millisecond
 	var last error
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -423,8 +423,8 @@ func (m *Manager) waitHealthy(ctx context.Context, port int) error {
 			return fmt.Errorf("%v (last: %v)", context.Cause(ctx), last)
 		case <-time.After(delay):
 		}
-		if delay < 250*time.Millisecond {
-			delay *= 2
+		if delay < 50*time.Millisecond {
+			delay += 10 * time.Millisecond
 		}
 	}
 }

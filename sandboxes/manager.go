@@ -124,6 +124,10 @@ type Manager struct {
 
 	runCtx context.Context // lives as long as Run; background operations use it
 	runMu  sync.Mutex
+
+	readyMu  sync.Mutex
+	readyKey string // engine and image of the last successful check
+	readyAt  time.Time
 }
 
 // NewManager returns a manager of the sandboxes recorded in st and run by
@@ -373,18 +377,40 @@ func (m *Manager) userLock(group, user string) *sync.Mutex {
 	return l
 }
 
+// readyFor is how long a successful readiness check is trusted: a group
+// start checks once, not once per sandbox.
+const readyFor = 5 * time.Second
+
 // ready checks that the engine answers and has the image.
 func (m *Manager) ready(ctx context.Context) error {
-	if err := m.dc().Ping(ctx); err != nil {
+	cfg, dc := m.conf(), m.dc()
+	key := dc.Host() + " " + cfg.Image
+	m.readyMu.Lock()
+	fresh := m.readyKey == key && time.Since(m.readyAt) < readyFor
+	m.readyMu.Unlock()
+	if fresh {
+		return nil
+	}
+	if err := m.checkReady(ctx, dc, cfg); err != nil {
+		return err
+	}
+	m.readyMu.Lock()
+	m.readyKey, m.readyAt = key, time.Now()
+	m.readyMu.Unlock()
+	return nil
+}
+
+func (m *Manager) checkReady(ctx context.Context, dc *docker.Client, cfg Config) error {
+	if err := dc.Ping(ctx); err != nil {
 		return &unavailableError{err}
 	}
-	ok, err := m.dc().ImageExists(ctx, m.conf().Image)
+	ok, err := dc.ImageExists(ctx, cfg.Image)
 	if err != nil {
 		return &unavailableError{err}
 	}
 	if !ok {
 		return &unavailableError{fmt.Errorf("image %q is not on the Docker engine at %s: build it (sandboxes/image/README.md; `make sandbox-test-image` for the test image) or set the image option",
-			m.conf().Image, m.dc().Host())}
+			cfg.Image, dc.Host())}
 	}
 	return nil
 }
