@@ -1,0 +1,250 @@
+// Command provision measures how long thon takes to bring up N sandboxes
+// against the reference, the original's way: a sequential loop of
+// `docker run -d ...`, each waiting for /healthz before the next.
+//
+// Both sides start the same image with the same limits and a named volume at
+// /workspace, on ports published on 127.0.0.1, and count a sandbox only once
+// its /healthz answers 200 there. The sides run in one process, one after the
+// other, in alternating order per N so that drift of the machine weighs on
+// both. Every container and volume made is removed between runs, at the end,
+// and on Ctrl-C.
+//
+// Usage, from the module root:
+//
+//	go run ./bench/provision -n 10,50,100 -concurrency 16
+//
+// The image must be present (make sandbox-test-image). The table goes to
+// stdout and, unless -results is empty, into the "Provisioning" section of
+// bench/RESULTS.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/thon-dev/thon/sandboxes/docker"
+)
+
+// options are the command line.
+type options struct {
+	ns           []int   // group sizes
+	concurrency  []int   // thon's Config.Concurrency values to measure
+	image        string  // sandbox image, on the engine already
+	memoryMiB    int64   // memory limit per sandbox
+	cpus         float64 // CPU limit per sandbox
+	pids         int64   // pids limit per sandbox
+	readyTimeout time.Duration
+	results      string // RESULTS.md to update; "" = none
+	warmup       bool
+}
+
+func main() {
+	opts, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "provision:", err)
+		os.Exit(2)
+	}
+	if err := run(opts); err != nil {
+		fmt.Fprintln(os.Stderr, "provision:", err)
+		if errors.Is(err, context.Canceled) {
+			os.Exit(130)
+		}
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	fs := flag.NewFlagSet("provision", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	ns := fs.String("n", "10,50,100", "group sizes to measure, comma-separated")
+	conc := fs.String("concurrency", "16", "thon's parallel launches (Config.Concurrency); a comma-separated list measures each, the verdict is for the first")
+	fs.StringVar(&o.image, "image", "thon/sandbox-test:latest", "sandbox image (build it with make sandbox-test-image)")
+	fs.Int64Var(&o.memoryMiB, "memory", 256, "memory limit per sandbox in MiB")
+	fs.Float64Var(&o.cpus, "cpus", 0.5, "CPU limit per sandbox")
+	fs.Int64Var(&o.pids, "pids", 128, "pids limit per sandbox")
+	fs.DurationVar(&o.readyTimeout, "ready-timeout", 2*time.Minute, "how long one sandbox may take to answer /healthz")
+	fs.StringVar(&o.results, "results", "bench/RESULTS.md", `results file whose "Provisioning" section is rewritten; empty for none`)
+	fs.BoolVar(&o.warmup, "warmup", true, "start and remove one sandbox each way first, unmeasured")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	var err error
+	if o.ns, err = parseList("n", *ns, 1, 500); err != nil {
+		return o, err
+	}
+	if o.concurrency, err = parseList("concurrency", *conc, 1, 256); err != nil {
+		return o, err
+	}
+	switch {
+	case o.image == "":
+		return o, errors.New("image: required")
+	case o.memoryMiB < 6:
+		return o, fmt.Errorf("memory: %d MiB is below Docker's minimum of 6", o.memoryMiB)
+	case o.cpus <= 0:
+		return o, fmt.Errorf("cpus: %v is not positive", o.cpus)
+	case o.pids < 1:
+		return o, fmt.Errorf("pids: %d is not positive", o.pids)
+	case o.readyTimeout <= 0:
+		return o, fmt.Errorf("ready-timeout: %v is not positive", o.readyTimeout)
+	}
+	return o, nil
+}
+
+// parseList parses a comma-separated list of distinct integers from lo to
+// hi, keeping their order.
+func parseList(field, s string, lo, hi int) ([]int, error) {
+	var out []int
+	seen := map[int]bool{}
+	for part := range strings.SplitSeq(s, ",") {
+		part = strings.TrimSpace(part)
+		v, err := strconv.Atoi(part)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %q is not a number", field, part)
+		}
+		if v < lo || v > hi {
+			return nil, fmt.Errorf("%s: %d is not from %d to %d", field, v, lo, hi)
+		}
+		if seen[v] {
+			return nil, fmt.Errorf("%s: %d is listed twice", field, v)
+		}
+		seen[v] = true
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// limits are the resources and image both sides give every sandbox.
+type limits struct {
+	image     string
+	memory    int64 // bytes
+	nanoCPUs  int64
+	pids      int64
+	readyWait time.Duration
+}
+
+func (o options) limits() limits {
+	return limits{
+		image:     o.image,
+		memory:    o.memoryMiB << 20,
+		nanoCPUs:  int64(o.cpus * 1e9),
+		pids:      o.pids,
+		readyWait: o.readyTimeout,
+	}
+}
+
+// measurement is one timed run of one side.
+type measurement struct {
+	n           int
+	side        string // "loop" or "thon"
+	concurrency int    // thon only
+	elapsed     time.Duration
+}
+
+func (m measurement) perSandbox() time.Duration { return m.elapsed / time.Duration(m.n) }
+
+func run(o options) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	dc, err := docker.New("")
+	if err != nil {
+		return err
+	}
+	defer dc.Close()
+	if err := dc.Ping(ctx); err != nil {
+		return fmt.Errorf("this benchmark needs a running Docker engine: %w", err)
+	}
+	ok, err := dc.ImageExists(ctx, o.image)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("image %s is not on the Docker engine: build it with `make sandbox-test-image`", o.image)
+	}
+
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	lim := o.limits()
+	cl := &cleaner{}
+	defer cl.removeAll()
+
+	if o.warmup {
+		fmt.Fprintln(os.Stderr, "warm-up: one sandbox each way (not measured)")
+		if _, err := measureLoop(ctx, cl, lim, 1); err != nil {
+			return fmt.Errorf("warm-up of the loop: %w", err)
+		}
+		if _, err := measureThon(ctx, cl, dc, lim, 1, o.concurrency[0], log); err != nil {
+			return fmt.Errorf("warm-up of thon: %w", err)
+		}
+	}
+
+	var ms []measurement
+	for i, n := range o.ns {
+		sides := []string{"loop", "thon"}
+		if i%2 == 1 {
+			sides = []string{"thon", "loop"}
+		}
+		for _, side := range sides {
+			if side == "loop" {
+				fmt.Fprintf(os.Stderr, "N=%d loop: sequential docker run ...\n", n)
+				m, err := measureLoop(ctx, cl, lim, n)
+				if err != nil {
+					return fmt.Errorf("N=%d loop: %w", n, err)
+				}
+				fmt.Fprintf(os.Stderr, "N=%d loop: %.2fs\n", n, m.elapsed.Seconds())
+				ms = append(ms, m)
+				continue
+			}
+			for _, c := range o.concurrency {
+				fmt.Fprintf(os.Stderr, "N=%d thon (concurrency %d): StartGroup ...\n", n, c)
+				m, err := measureThon(ctx, cl, dc, lim, n, c, log)
+				if err != nil {
+					return fmt.Errorf("N=%d thon (concurrency %d): %w", n, c, err)
+				}
+				fmt.Fprintf(os.Stderr, "N=%d thon (concurrency %d): %.2fs\n", n, c, m.elapsed.Seconds())
+				ms = append(ms, m)
+			}
+		}
+	}
+
+	mach := describeMachine(ctx)
+	cmd := commandLine(os.Args[1:])
+	rep := report{machine: mach, command: cmd, opts: o, ms: ms, date: time.Now().UTC()}
+	table := rep.markdown()
+	fmt.Println(table)
+	if o.results != "" {
+		if err := updateResults(o.results, "Provisioning", table); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "wrote the Provisioning section of %s\n", o.results)
+	}
+	return nil
+}
+
+// commandLine is the command that reproduces this run.
+func commandLine(args []string) string {
+	parts := []string{"go", "run", "./bench/provision"}
+	for _, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t'\"$`\\") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		parts = append(parts, a)
+	}
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,278 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// machine describes where a run happened.
+type machine struct {
+	cpus    int
+	cpu     string // model name
+	memory  string
+	docker  string
+	kernel  string
+	goVer   string
+	loadavg string
+}
+
+func describeMachine(ctx context.Context) machine {
+	m := machine{cpus: runtime.NumCPU(), goVer: runtime.Version(), cpu: "?", memory: "?", docker: "?", kernel: "?", loadavg: "?"}
+	if v, ok := procField("/proc/cpuinfo", "model name"); ok {
+		m.cpu = v
+	}
+	if v, ok := procField("/proc/meminfo", "MemTotal"); ok {
+		if kb, err := strconv.ParseInt(strings.TrimSuffix(v, " kB"), 10, 64); err == nil {
+			m.memory = fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
+		}
+	}
+	if out, err := exec.CommandContext(ctx, "docker", "version", "--format", "{{.Server.Version}}").Output(); err == nil {
+		m.docker = strings.TrimSpace(string(out))
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			m.loadavg = strings.Join(f[:3], " ")
+		}
+	}
+	return m
+}
+
+// procField returns the value of the first "key: value" line of a /proc
+// file.
+func procField(path, key string) (string, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(k) == key {
+			return strings.TrimSpace(v), true
+		}
+	}
+	return "", false
+}
+
+// report is the outcome of a run.
+type report struct {
+	machine machine
+	command string
+	opts    options
+	ms      []measurement
+	date    time.Time
+}
+
+func (r report) find(n int, side string, concurrency int) (measurement, bool) {
+	for _, m := range r.ms {
+		if m.n == n && m.side == side && (side == "loop" || m.concurrency == concurrency) {
+			return m, true
+		}
+	}
+	return measurement{}, false
+}
+
+// markdown is the Provisioning section: how it was measured, the table,
+// linearity and the verdict on the goal.
+func (r report) markdown() string {
+	var b strings.Builder
+	o := r.opts
+	fmt.Fprintf(&b, "## Provisioning\n\n")
+	fmt.Fprintf(&b, "Measured %s with `%s`.\n\n", r.date.Format("2006-01-02 15:04 UTC"), r.command)
+	fmt.Fprintf(&b, "Machine: %d CPUs (%s), %s memory, Docker %s, Linux %s, %s; load average after the run %s.\n\n",
+		r.machine.cpus, r.machine.cpu, r.machine.memory, r.machine.docker, r.machine.kernel, r.machine.goVer, r.machine.loadavg)
+	fmt.Fprintf(&b, "Both sides start `%s` with %d MiB memory (no swap), %s CPU, %d pids, all capabilities dropped, "+
+		"no-new-privileges, a named volume at /workspace and the port published on 127.0.0.1, and count a sandbox "+
+		"only once its `/healthz` answers 200 there. **loop** is the original's way: for each user `docker run -d` "+
+		"(docker CLI), then polling `/healthz` every %v until 200, before the next user. **thon** is the sandbox "+
+		"manager on a fresh group in a fresh database: `StartGroup`, then `WaitOperation` (a launch is done once "+
+		"its `/healthz` answered), with `Config.Concurrency` launches at a time; every port is then GET once more, "+
+		"untimed. The order alternates per N (loop first for the first N, thon first for the next, ...)",
+		o.image, o.memoryMiB, strconv.FormatFloat(o.cpus, 'f', -1, 64), o.pids, loopPoll)
+	if o.warmup {
+		b.WriteString("; one unmeasured sandbox each way warms the engine up first")
+	}
+	b.WriteString(". Containers and volumes are removed after every run.\n\n")
+
+	b.WriteString("| N | loop total (s) | loop s/sandbox | thon concurrency | thon total (s) | thon s/sandbox | loop / thon |\n")
+	b.WriteString("|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, n := range o.ns {
+		loop, ok := r.find(n, "loop", 0)
+		if !ok {
+			continue
+		}
+		for _, c := range o.concurrency {
+			t, ok := r.find(n, "thon", c)
+			if !ok {
+				continue
+			}
+			fmt.Fprintf(&b, "| %d | %.2f | %.3f | %d | %.2f | %.3f | %.2f× |\n", n,
+				loop.elapsed.Seconds(), loop.perSandbox().Seconds(), c,
+				t.elapsed.Seconds(), t.perSandbox().Seconds(), ratio(loop.elapsed, t.elapsed))
+		}
+	}
+
+	if len(o.ns) > 1 {
+		lo, hi := o.ns[0], o.ns[0]
+		for _, n := range o.ns {
+			lo, hi = min(lo, n), max(hi, n)
+		}
+		fmt.Fprintf(&b, "\nLinearity, s/sandbox at N=%d ÷ s/sandbox at N=%d (1.00 = linear; above 1, each sandbox costs more as N grows): ", hi, lo)
+		var parts []string
+		if a, ok := r.find(lo, "loop", 0); ok {
+			if z, ok := r.find(hi, "loop", 0); ok {
+				parts = append(parts, fmt.Sprintf("loop %.2f", ratio(z.perSandbox(), a.perSandbox())))
+			}
+		}
+		for _, c := range o.concurrency {
+			if a, ok := r.find(lo, "thon", c); ok {
+				if z, ok := r.find(hi, "thon", c); ok {
+					parts = append(parts, fmt.Sprintf("thon (concurrency %d) %.2f", c, ratio(z.perSandbox(), a.perSandbox())))
+				}
+			}
+		}
+		b.WriteString(strings.Join(parts, ", ") + ".\n")
+	}
+
+	if len(o.concurrency) > 1 {
+		fmt.Fprintf(&b, "\nConcurrency values measured: %s; the fastest at N=%d was %d. The verdict below is for "+
+			"the first listed, %d, so that it does not rest on the best of several noisy runs.\n",
+			joinInts(o.concurrency), o.ns[len(o.ns)-1], r.bestConcurrency(), o.concurrency[0])
+	}
+	b.WriteString("\n" + r.verdict(o.concurrency[0]) + "\n")
+	return b.String()
+}
+
+// bestConcurrency is the concurrency with the shortest thon run at the
+// last N measured.
+func (r report) bestConcurrency() int {
+	n := r.opts.ns[len(r.opts.ns)-1]
+	best, bestT := r.opts.concurrency[0], time.Duration(-1)
+	for _, c := range r.opts.concurrency {
+		if t, ok := r.find(n, "thon", c); ok && (bestT < 0 || t.elapsed < bestT) {
+			best, bestT = c, t.elapsed
+		}
+	}
+	return best
+}
+
+// verdict states, from the figures, whether thon met the goal of issue 3
+// at every N: at least 3× faster than the loop.
+func (r report) verdict(c int) string {
+	var short []string
+	minR := 0.0
+	for i, n := range r.opts.ns {
+		loop, ok1 := r.find(n, "loop", 0)
+		t, ok2 := r.find(n, "thon", c)
+		if !ok1 || !ok2 {
+			continue
+		}
+		x := ratio(loop.elapsed, t.elapsed)
+		if i == 0 || x < minR {
+			minR = x
+		}
+		if x < 3 {
+			short = append(short, fmt.Sprintf("N=%d (%.2f×)", n, x))
+		}
+	}
+	if len(short) == 0 {
+		return fmt.Sprintf("Goal (issue 3: at least 3× faster than the loop) met at every N with concurrency %d; the smallest ratio is %.2f×.", c, minR)
+	}
+	return fmt.Sprintf("Goal (issue 3: at least 3× faster than the loop) not met with concurrency %d at %s.", c, strings.Join(short, ", "))
+}
+
+func ratio(a, b time.Duration) float64 {
+	if b <= 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ", ")
+}
+
+// resultsHeader starts a new RESULTS.md.
+const resultsHeader = `# Benchmark results
+
+How these are produced: ` + "`make bench`" + ` (or ` + "`bench/run.sh`" + `) runs every benchmark of the project
+in turn. Each one measures thon and a reference doing the same work in one run, side by side, on the
+same machine, and reports the ratio. These machines are small (2 shared cores) and noisy: the absolute
+numbers below move from run to run and mean little on their own; the ratios measured in one run, and how
+they change with the load, are the result. Each section says the exact command, the machine, and when
+it was measured; a section is rewritten by its benchmark, never edited by hand.
+`
+
+// updateResults writes body as the section named title of the markdown
+// file at path: it replaces the section from its "## title" line up to the
+// next "## " heading, or appends it. A missing file is created with
+// resultsHeader.
+func updateResults(path, title, body string) error {
+	old, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		old, err = []byte(resultsHeader), nil
+	}
+	if err != nil {
+		return err
+	}
+	out := replaceSection(string(old), title, body)
+	if bytes.Equal([]byte(out), old) {
+		return nil
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(out), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// replaceSection returns doc with the level-2 section named title replaced
+// by body, or body appended after a blank line if there is none.
+func replaceSection(doc, title, body string) string {
+	body = strings.TrimRight(body, "\n") + "\n"
+	lines := strings.SplitAfter(doc, "\n")
+	start, end := -1, len(lines)
+	for i, l := range lines {
+		t := strings.TrimRight(l, "\r\n")
+		if !strings.HasPrefix(t, "## ") {
+			continue
+		}
+		if start < 0 && strings.TrimSpace(t[3:]) == title {
+			start = i
+		} else if start >= 0 {
+			end = i
+			break
+		}
+	}
+	if start < 0 {
+		doc = strings.TrimRight(doc, "\n")
+		if doc == "" {
+			return body
+		}
+		return doc + "\n\n" + body
+	}
+	head := strings.Join(lines[:start], "")
+	tail := strings.Join(lines[end:], "")
+	if tail != "" {
+		body += "\n"
+	}
+	return head + body + tail
+}

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// labelBench marks the reference's containers. They carry thon.group and
+// thon.user but not thon.managed-by, so no thon instance adopts them.
+const labelBench = "thon.bench"
+
+// portSlack is how many ports beyond N a run may use when some are taken.
+const portSlack = 200
+
+// newName returns a group name unique to this run, starting with prefix.
+func newName(prefix string) string {
+	return prefix + strings.ToLower(rand.Text()[:8])
+}
+
+// portBase returns the first of n+portSlack ports chosen at random from
+// 20000 on, so that a run rarely meets ports that tests running at the
+// same time use; both sides skip taken ports anyway.
+func portBase(n int) int {
+	v, err := rand.Int(rand.Reader, big.NewInt(int64(40000-n-portSlack)))
+	if err != nil {
+		panic(err)
+	}
+	return 20000 + int(v.Int64())
+}
+
+// portFree reports whether nothing listens on 127.0.0.1:p.
+func portFree(p int) bool {
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+	if err != nil {
+		return false
+	}
+	ln.Close()
+	return true
+}
+
+func healthURL(port int) string {
+	return "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) + "/healthz"
+}
+
+// waitHealthy polls /healthz on 127.0.0.1:port every poll until it answers
+// 200 or timeout passes.
+func waitHealthy(ctx context.Context, client *http.Client, port int, timeout, poll time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, healthURL(port), nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("/healthz answered %s", resp.Status)
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+				return fmt.Errorf("no healthy answer on port %d within %v (last: %v)", port, timeout, last)
+			}
+			return ctx.Err()
+		case <-time.After(poll):
+		}
+	}
+}
+
+// checkHealthy GETs /healthz once on every port and reports those that do
+// not answer 200.
+func checkHealthy(ctx context.Context, ports []int) error {
+	client := &http.Client{Timeout: 5 * time.Second}
+	var errs []error
+	for _, p := range ports {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, healthURL(p), nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("port %d: %v", p, err))
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			errs = append(errs, fmt.Errorf("port %d: /healthz answered %s", p, resp.Status))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("final check: %d of %d sandboxes unhealthy: %w", len(errs), len(ports), errors.Join(errs...))
+	}
+	return nil
+}
+
+// cleaner removes the containers and volumes of the groups a run made.
+type cleaner struct {
+	mu     sync.Mutex
+	groups []string
+}
+
+func (c *cleaner) add(group string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.groups = append(c.groups, group)
+}
+
+// remove removes a group's containers and volumes; failures are reported
+// on stderr and the group is kept for removeAll to try again.
+func (c *cleaner) remove(group string) {
+	if err := removeGroup(group); err != nil {
+		fmt.Fprintf(os.Stderr, "cleanup of %s: %v\n", group, err)
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, g := range c.groups {
+		if g == group {
+			c.groups = append(c.groups[:i], c.groups[i+1:]...)
+			break
+		}
+	}
+}
+
+// removeAll removes what is left of every group.
+func (c *cleaner) removeAll() {
+	c.mu.Lock()
+	groups := append([]string(nil), c.groups...)
+	c.mu.Unlock()
+	for _, g := range groups {
+		c.remove(g)
+	}
+}
+
+// removeGroup force-removes the containers labelled with group, then its
+// volumes: those labelled with it (thon's) and those named after it (the
+// loop's, created by docker run -v).
+func removeGroup(group string) error {
+	ids, err := dockerLines("ps", "-aq", "--filter", "label=thon.group="+group)
+	if err != nil {
+		return err
+	}
+	if len(ids) > 0 {
+		if out, err := exec.Command("docker", append([]string{"rm", "-f", "-v"}, ids...)...).CombinedOutput(); err != nil {
+			return fmt.Errorf("docker rm: %v: %s", err, strings.TrimSpace(string(out)))
+		}
+	}
+	labelled, err := dockerLines("volume", "ls", "-q", "--filter", "label=thon.group="+group)
+	if err != nil {
+		return err
+	}
+	named, err := dockerLines("volume", "ls", "-q", "--filter", "name=thon-workspace-"+group+"-")
+	if err != nil {
+		return err
+	}
+	vols := map[string]bool{}
+	for _, v := range append(labelled, named...) {
+		vols[v] = true
+	}
+	if len(vols) == 0 {
+		return nil
+	}
+	args := []string{"volume", "rm", "-f"}
+	for v := range vols {
+		args = append(args, v)
+	}
+	if out, err := exec.Command("docker", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("docker volume rm: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func dockerLines(args ...string) ([]string, error) {
+	out, err := exec.Command("docker", args...).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return nil, fmt.Errorf("docker %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(ee.Stderr)))
+		}
+		return nil, fmt.Errorf("docker %s: %v", strings.Join(args, " "), err)
+	}
+	return strings.Fields(string(out)), nil
+}
