@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 
@@ -51,15 +52,6 @@ type userCreateRequest struct {
 // userTransferRequest is the body of POST .../users/{user_id}/transfer.
 type userTransferRequest struct {
 	ToGroup string `json:"to_group"`
-}
-
-// deletedGroup and deletedUser answer the DELETE routes with what was deleted.
-type deletedGroup struct {
-	Deleted store.Group `json:"deleted"`
-}
-
-type deletedUser struct {
-	Deleted store.User `json:"deleted"`
 }
 
 func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) error {
@@ -123,12 +115,18 @@ func (s *Server) updateGroup(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// deleteGroup deletes a group and its users after killing their live
+// sandboxes; ?delete_workspace=true deletes their workspaces too.
 func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request) error {
-	g, err := s.store.DeleteGroup(r.Context(), r.PathValue("group_id"))
+	del, err := boolQuery(r.URL.Query(), "delete_workspace")
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, deletedGroup{Deleted: normalizeGroup(g)})
+	out, err := s.deleteGroupAndSandboxes(context.WithoutCancel(r.Context()), r.PathValue("group_id"), del)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -148,16 +146,22 @@ func (s *Server) addUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, u)
+	writeJSON(w, http.StatusCreated, addedUser{User: u, Workspace: s.ensureWorkspace(r.Context(), u.Group, u.Name)})
 	return nil
 }
 
+// deleteUser deletes a user after killing its live sandbox;
+// ?delete_workspace=true deletes its workspace too.
 func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) error {
-	u, err := s.store.DeleteUser(r.Context(), r.PathValue("group_id"), r.PathValue("user_id"))
+	del, err := boolQuery(r.URL.Query(), "delete_workspace")
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, deletedUser{Deleted: u})
+	out, err := s.deleteUserAndSandbox(context.WithoutCancel(r.Context()), r.PathValue("group_id"), r.PathValue("user_id"), del)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -214,7 +218,9 @@ func (s *Server) exportGroups(w http.ResponseWriter, r *http.Request) error {
 }
 
 // importGroups imports a groups file given as the raw body (YAML) or as
-// the multipart field "file". The import is all-or-nothing.
+// the multipart field "file". The import is all-or-nothing; afterwards the
+// workspace of every user of the file is created, and a failure there (an
+// engine that is down) is reported without undoing the import.
 func (s *Server) importGroups(w http.ResponseWriter, r *http.Request) error {
 	mt, err := mediaType(r)
 	if err != nil {
@@ -244,7 +250,7 @@ func (s *Server) importGroups(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, res)
+	writeJSON(w, http.StatusOK, importResponse{ImportResult: res, Workspaces: s.ensureWorkspaces(r.Context(), roster)})
 	return nil
 }
 

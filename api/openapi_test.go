@@ -213,15 +213,20 @@ func TestOpenAPIOperations(t *testing.T) {
 	}
 }
 
-// jsonFields returns the JSON field names of struct type t.
+// jsonFields returns the JSON field names of struct type t; the fields of
+// an embedded struct without a JSON name are promoted, as encoding/json does.
 func jsonFields(t reflect.Type) []string {
 	var names []string
 	for i := range t.NumField() {
 		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct {
+			names = append(names, jsonFields(f.Type)...)
+			continue
+		}
 		if !f.IsExported() {
 			continue
 		}
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		if name == "-" {
 			continue
 		}
@@ -254,6 +259,11 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"UserTransfer":      userTransferRequest{},
 		"DeletedGroup":      deletedGroup{},
 		"DeletedUser":       deletedUser{},
+		"ImportResponse":    importResponse{},
+		"WorkspaceReport":   workspaceReport{},
+		"AddedUser":         addedUser{},
+		"WorkspaceStatus":   workspaceStatus{},
+		"UserWorkspace":     userWorkspace{},
 		"ConfigFileList":    configFileList{},
 		"ConfigFileContent": configFilePutRequest{},
 		"DeletedConfigFile": deletedConfigFile{},

@@ -34,6 +34,15 @@ type Options struct {
 	// MaxUploadBytes limits uploaded files and raw file bodies (YAML imports,
 	// text/plain config files); 0 means DefaultMaxUploadBytes.
 	MaxUploadBytes int64
+	// Nginx configures the nginx emission routes (/api/nginx/...); nil
+	// means they answer 503.
+	Nginx *NginxOptions
+	// Lemonade configures the Lemonade Server routes (/api/lemonade/...);
+	// nil means they answer 503.
+	Lemonade *LemonadeOptions
+	// Gateway configures the AI gateway routes (/api/gateway/...); nil
+	// means they answer 503.
+	Gateway *GatewayOptions
 }
 
 // Route is one registered API route, as given to http.ServeMux:
@@ -51,6 +60,9 @@ type Server struct {
 	logger    *slog.Logger
 	maxBody   int64
 	maxUpload int64
+	nginx     *NginxOptions
+	lemonade  *LemonadeOptions
+	gateway   *GatewayOptions
 
 	mux    *http.ServeMux
 	routes []Route
@@ -68,6 +80,9 @@ var routeGroups = []func(*Server){
 	(*Server).configFileRoutes,
 	(*Server).instanceRoutes,
 	(*Server).operationRoutes,
+	(*Server).nginxRoutes,
+	(*Server).lemonadeRoutes,
+	(*Server).gatewayRoutes,
 }
 
 // New returns a Server for opts.
@@ -87,6 +102,9 @@ func New(opts Options) (*Server, error) {
 		logger:    opts.Logger,
 		maxBody:   opts.MaxBodyBytes,
 		maxUpload: opts.MaxUploadBytes,
+		nginx:     opts.Nginx,
+		lemonade:  opts.Lemonade,
+		gateway:   opts.Gateway,
 		mux:       http.NewServeMux(),
 	}
 	if s.logger == nil {

@@ -13,7 +13,7 @@ set -u
 
 cd "$(dirname "$0")/.." || exit 1
 GO=${GO:-go}
-ALL="provisioning"
+ALL="provisioning proxy gateway"
 
 # Interrupted: the running benchmark cleans up after itself; stop there.
 trap 'echo "bench: interrupted" >&2; exit 130' INT TERM
@@ -27,6 +27,14 @@ bench_provisioning() {
 	$GO run ./bench/provision \
 		-n "${BENCH_PROVISION_N:-10,50,100}" \
 		-concurrency "${BENCH_PROVISION_CONCURRENCY:-16}"
+}
+
+bench_proxy() {
+	$GO run ./bench/proxy
+}
+
+bench_gateway() {
+	$GO run ./bench/gateway
 }
 
 names=${*:-$ALL}

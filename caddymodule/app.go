@@ -101,6 +101,18 @@ type App struct {
 	// Default: 8.
 	Concurrency int `json:"concurrency,omitempty"`
 
+	// Nginx turns on nginx emission (the /api/nginx/ routes); see
+	// NginxConfig.
+	Nginx *NginxConfig `json:"nginx,omitempty"`
+
+	// Lemonade connects thon to a Lemonade Server (the /api/lemonade/
+	// routes and a health watcher); see LemonadeConfig.
+	Lemonade *LemonadeConfig `json:"lemonade,omitempty"`
+
+	// Gateway is the AI gateway's policy (limits in process or in Redis)
+	// and address for Kilo; see GatewayConfig. Default: limits in process.
+	Gateway *GatewayConfig `json:"gateway,omitempty"`
+
 	shared *shared
 	api    *api.Server
 	dbKey  string
@@ -168,7 +180,19 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 
-	a.api, err = api.New(api.Options{Store: a.shared.store, Sandboxes: a.shared.sandboxes, Logger: ctx.Slogger()})
+	nginxOpts, err := a.nginxOptions()
+	if err != nil {
+		return err
+	}
+	lemonadeOpts, err := a.lemonadeOptions()
+	if err != nil {
+		return err
+	}
+	gatewayOpts, err := a.gatewayOptions()
+	if err != nil {
+		return err
+	}
+	a.api, err = api.New(api.Options{Store: a.shared.store, Sandboxes: a.shared.sandboxes, Logger: ctx.Slogger(), Nginx: nginxOpts, Lemonade: lemonadeOpts, Gateway: gatewayOpts})
 	if err != nil {
 		return fmt.Errorf("setting up the REST API: %v", err)
 	}
@@ -199,6 +223,7 @@ func (a *App) sandboxConfig(logger *slog.Logger) sandboxes.Config {
 		BaseURL:            base,
 		KiloFile:           a.KiloFile,
 		VSCodeSettingsFile: a.VSCodeSettingsFile,
+		KiloFor:            a.gatewayKilo,
 		Logger:             logger,
 	}
 }
@@ -251,6 +276,8 @@ func (a *App) Start() error {
 			zap.Int("users_moved", n.UsersMoved))
 	}
 	a.shared.start()
+	a.startGateway()
+	a.startLemonade()
 	a.logger.Info("thon app started", zap.String("database", a.Database))
 	return nil
 }
@@ -289,6 +316,8 @@ var pool = caddy.NewUsagePool()
 type shared struct {
 	store     *store.Store
 	sandboxes *sandboxes.Manager
+	lemonade  lemonadeWatch // the health watcher of the running config's Lemonade
+	gateway   gatewayState  // the AI gateway's keys, limiter windows and pending usage
 
 	once   sync.Once
 	cancel context.CancelFunc
@@ -324,6 +353,8 @@ func (s *shared) start() {
 // Destruct stops the background work and closes the database, when the
 // last config using them is gone.
 func (s *shared) Destruct() error {
+	s.lemonade.stop()
+	s.gateway.stop()
 	if s.cancel != nil {
 		s.cancel()
 		<-s.done

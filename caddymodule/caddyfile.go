@@ -78,7 +78,13 @@ func deriveListenEnv() {
 //		cpus                 <number>
 //		pids                 <number>
 //		concurrency          <number>
+//		nginx                { ... }
+//		lemonade             { ... }
+//		gateway              { ... }
 //	}
+//
+// The nginx block is described at parseNginxOption, the lemonade block at
+// parseLemonadeOption, the gateway block at parseGatewayOption.
 //
 // A string option given no value (as happens when it is set from an empty
 // environment variable) is left unset. A second thon block extends the
@@ -208,6 +214,27 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			} else {
 				a.Concurrency = n
 			}
+			continue
+		case "nginx":
+			cfg, err := parseNginxOption(d)
+			if err != nil {
+				return err
+			}
+			a.Nginx = cfg
+			continue
+		case "lemonade":
+			cfg, err := parseLemonadeOption(d)
+			if err != nil {
+				return err
+			}
+			a.Lemonade = cfg
+			continue
+		case "gateway":
+			cfg, err := parseGatewayOption(d)
+			if err != nil {
+				return err
+			}
+			a.Gateway = cfg
 			continue
 		case "secure":
 			a.Secure = true

@@ -347,19 +347,26 @@ func flush(f http.Flusher) {
 	}
 }
 
-// wait sleeps ChunkDelay; false when the client went away.
+// wait sleeps ChunkDelay, then receives from Gate when set; false when
+// the client went away.
 func (s *Server) wait(r *http.Request) bool {
-	if s.opts.ChunkDelay <= 0 {
-		return r.Context().Err() == nil
+	if s.opts.ChunkDelay > 0 {
+		t := time.NewTimer(s.opts.ChunkDelay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			return false
+		}
 	}
-	t := time.NewTimer(s.opts.ChunkDelay)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-r.Context().Done():
-		return false
+	if s.opts.Gate != nil {
+		select {
+		case <-s.opts.Gate:
+		case <-r.Context().Done():
+			return false
+		}
 	}
+	return r.Context().Err() == nil
 }
 
 // reservedArgs are llama-server flags Lemonade refuses in llamacpp_args.

@@ -81,6 +81,10 @@ type Options struct {
 	Pings int
 	// ChunkDelay is waited before each stream chunk and pull event.
 	ChunkDelay time.Duration
+	// Gate, when set, is received from before each stream chunk and pull
+	// event (after ChunkDelay): a test sends a value to let one chunk go,
+	// or closes it to let everything go.
+	Gate chan struct{}
 	// PullSteps is the number of progress events of a pull; default 3.
 	PullSteps int
 	// EmbeddingDims is the embedding vector size; default 16.
@@ -110,6 +114,8 @@ type Server struct {
 	loads    map[string]int
 	requests []Request
 	stats    stats
+
+	inflight, maxInflight int // chat and embeddings requests being answered
 }
 
 type loadedModel struct {
@@ -229,6 +235,14 @@ func (s *Server) Requests() []Request {
 	return append([]Request(nil), s.requests...)
 }
 
+// InFlight returns the number of chat and embeddings requests being
+// answered now, and the most there have been at once.
+func (s *Server) InFlight() (now, most int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inflight, s.maxInflight
+}
+
 // Pulls returns how many successful pulls a model (canonical id) had.
 func (s *Server) Pulls(name string) int {
 	s.mu.Lock()
@@ -281,6 +295,17 @@ var postOnly = map[string]bool{
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.record(r)
+	if strings.HasSuffix(r.URL.Path, "/chat/completions") || strings.HasSuffix(r.URL.Path, "/embeddings") {
+		s.mu.Lock()
+		s.inflight++
+		s.maxInflight = max(s.maxInflight, s.inflight)
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			s.inflight--
+			s.mu.Unlock()
+		}()
+	}
 	if r.URL.Path == "/live" {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			writeJSON(w, http.StatusMethodNotAllowed, map[string]any{"error": "Method Not Allowed"})

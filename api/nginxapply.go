@@ -1,0 +1,370 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/thon-dev/thon/sandboxes"
+	"github.com/thon-dev/thon/sandboxes/nginx"
+)
+
+// NginxOptions configures nginx emission: the REST routes under
+// /api/nginx/ and the `thon nginx` command.
+type NginxOptions struct {
+	// Writer puts the site on disk; SitesAvailable and SitesEnabled must
+	// exist.
+	Writer nginx.Writer
+	// Bin is the nginx executable; empty finds it (nginx.Binary).
+	Bin string
+	// Conf is the main configuration file given to nginx -t and
+	// nginx -s reload with -c; empty means nginx's default.
+	Conf string
+	// Site is the server block without its sandboxes: server name,
+	// external IP, listen address and ports and, when Certificate is nil,
+	// the certificate and key files to use as they are (from ACME, say).
+	Site nginx.Site
+	// Certificate returns the certificate for names (IP addresses and
+	// domain names) with its key and the root CA, all PEM. current is what
+	// the previous write left on disk (empty parts when there is none), so
+	// it can be kept while still good. Nil means Site.CertFile and
+	// Site.KeyFile.
+	Certificate func(ctx context.Context, names []string, current NginxKeyPair) (NginxKeyPair, error)
+	// NoTest skips nginx -t, for files written where nginx does not look.
+	NoTest bool
+	// NoReload skips nginx -s reload.
+	NoReload bool
+}
+
+// NginxKeyPair is a certificate chain, its private key and the root CA
+// that issued it, PEM encoded.
+type NginxKeyPair struct {
+	Cert []byte
+	Key  []byte
+	CA   []byte
+}
+
+// NginxApplied is the answer of POST /api/nginx/refresh: what was written,
+// for how many sandboxes, and whether nginx checked and loaded it.
+type NginxApplied struct {
+	Result    nginx.Result `json:"result"`
+	Sandboxes int          `json:"sandboxes"`
+	Tested    bool         `json:"tested"`
+	// Reloaded is false when nothing changed on disk: nginx runs the
+	// configuration already.
+	Reloaded bool `json:"reloaded"`
+}
+
+// NginxCleaned is the answer of POST /api/nginx/cleanup.
+type NginxCleaned struct {
+	Removed  []string `json:"removed"`
+	Tested   bool     `json:"tested"`
+	Reloaded bool     `json:"reloaded"`
+}
+
+// NginxStepError is nginx refusing a configuration (Step "test") or
+// failing to load it (Step "reload").
+type NginxStepError struct {
+	Step string
+	Err  error
+	// Restored tells, for a refused configuration, that the files of the
+	// previous write were put back; RestoreErr says why not otherwise.
+	Restored   bool
+	RestoreErr error
+}
+
+func (e *NginxStepError) Error() string {
+	switch {
+	case e.Step == "reload":
+		return fmt.Sprintf("the files were written and passed nginx -t, but reloading nginx failed: %v", e.Err)
+	case e.Restored:
+		return fmt.Sprintf("nginx -t rejected the configuration; the previous files were put back and nginx was not reloaded: %v", e.Err)
+	case e.RestoreErr != nil:
+		return fmt.Sprintf("nginx -t rejected the configuration, and putting the previous files back failed (%v); nginx was not reloaded: %v", e.RestoreErr, e.Err)
+	default:
+		return fmt.Sprintf("nginx -t rejected the configuration: %v", e.Err)
+	}
+}
+
+func (e *NginxStepError) Unwrap() error { return e.Err }
+
+// nginxMu serialises writes of nginx files by this process.
+var nginxMu sync.Mutex
+
+// nginxCommandTimeout bounds nginx -t and nginx -s reload.
+const nginxCommandTimeout = time.Minute
+
+// NginxLocations returns the nginx locations of the sandboxes that are
+// not terminated and have a port.
+func NginxLocations(list []sandboxes.Instance) []nginx.Location {
+	var locs []nginx.Location
+	for _, in := range list {
+		if in.State == sandboxes.StateTerminated || in.Port <= 0 {
+			continue
+		}
+		locs = append(locs, nginx.Location{Port: in.Port, Group: in.Group, User: in.User})
+	}
+	return locs
+}
+
+// ApplyNginx writes the site of o for the sandboxes locs, checks nginx's
+// whole configuration with nginx -t and reloads nginx when something
+// changed. When nginx -t refuses it, the files of the previous write are
+// put back, so nginx's configuration on disk stays loadable.
+func ApplyNginx(ctx context.Context, o NginxOptions, locs []nginx.Location) (NginxApplied, error) {
+	nginxMu.Lock()
+	defer nginxMu.Unlock()
+
+	site := o.Site
+	site.Sandboxes = locs
+	out := NginxApplied{Sandboxes: len(locs)}
+	var before nginx.Status
+	if o.Certificate != nil || !o.NoTest {
+		before = nginx.Inspect(o.Writer, o.Bin)
+	}
+	var kp NginxKeyPair
+	if o.Certificate != nil {
+		names := certificateNames(site)
+		if len(names) == 0 {
+			return out, errors.New("external_ip or domain is required to issue the site's certificate")
+		}
+		var err error
+		kp, err = o.Certificate(ctx, names, currentKeyPair(o.Writer, before.Files))
+		if err != nil {
+			return out, fmt.Errorf("certificate: %w", err)
+		}
+	}
+	var snap *nginxSnapshot
+	if !o.NoTest {
+		snap = takeSnapshot(before)
+	}
+	res, err := o.Writer.Write(site, kp.Cert, kp.Key, kp.CA)
+	out.Result = res
+	if err != nil {
+		if snap != nil && len(res.Written)+len(res.Removed) > 0 {
+			if rerr := snap.restore(res); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("putting the previous files back: %w", rerr))
+			}
+		}
+		return out, err
+	}
+	if !o.NoTest {
+		if err := runNginx(ctx, func(ctx context.Context) error { return nginx.Test(ctx, o.Bin, o.Conf) }); err != nil {
+			rerr := snap.restore(res)
+			return out, &NginxStepError{Step: "test", Err: err, Restored: rerr == nil, RestoreErr: rerr}
+		}
+		out.Tested = true
+	}
+	if !o.NoReload && !res.Unchanged {
+		if err := reloadNginx(ctx, o); err != nil {
+			return out, err
+		}
+		out.Reloaded = true
+	}
+	return out, nil
+}
+
+// CleanupNginx removes exactly what ApplyNginx wrote, then checks and
+// reloads nginx so that it stops serving the site.
+func CleanupNginx(ctx context.Context, o NginxOptions) (NginxCleaned, error) {
+	nginxMu.Lock()
+	defer nginxMu.Unlock()
+
+	removed, err := o.Writer.Cleanup()
+	out := NginxCleaned{Removed: removed}
+	if out.Removed == nil {
+		out.Removed = []string{}
+	}
+	if err != nil || len(removed) == 0 {
+		return out, err
+	}
+	if !o.NoTest {
+		if err := runNginx(ctx, func(ctx context.Context) error { return nginx.Test(ctx, o.Bin, o.Conf) }); err != nil {
+			return out, &NginxStepError{Step: "test", Err: err}
+		}
+		out.Tested = true
+	}
+	if !o.NoReload {
+		if err := reloadNginx(ctx, o); err != nil {
+			return out, err
+		}
+		out.Reloaded = true
+	}
+	return out, nil
+}
+
+func reloadNginx(ctx context.Context, o NginxOptions) error {
+	var args []string
+	if o.Conf != "" {
+		args = []string{"-c", o.Conf}
+	}
+	err := runNginx(ctx, func(ctx context.Context) error { return nginx.Reload(ctx, o.Bin, args...) })
+	if err != nil {
+		return &NginxStepError{Step: "reload", Err: err}
+	}
+	return nil
+}
+
+func runNginx(ctx context.Context, f func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, nginxCommandTimeout)
+	defer cancel()
+	return f(ctx)
+}
+
+// certificateNames are the names the site's certificate must cover: its
+// external IP and its server name, unless that is the catch-all "_".
+func certificateNames(s nginx.Site) []string {
+	var names []string
+	if s.ExternalIP != "" {
+		names = append(names, s.ExternalIP)
+	}
+	if s.ServerName != "" && s.ServerName != "_" {
+		names = append(names, strings.Trim(s.ServerName, "[]"))
+	}
+	return names
+}
+
+// currentKeyPair reads the certificate, key and CA files of the previous
+// write, recorded in files (the manifest's paths). Parts that are missing
+// stay empty.
+func currentKeyPair(w nginx.Writer, files []string) NginxKeyPair {
+	var kp NginxKeyPair
+	ssl, err := filepath.Abs(w.SSLDir)
+	if err != nil {
+		return kp
+	}
+	for _, p := range files {
+		if filepath.Dir(p) != ssl {
+			continue
+		}
+		var dst *[]byte
+		switch name := filepath.Base(p); {
+		case strings.HasSuffix(name, "-key.pem"):
+			dst = &kp.Key
+		case strings.HasSuffix(name, ".pem"):
+			dst = &kp.Cert
+		case strings.HasSuffix(name, ".crt"):
+			dst = &kp.CA
+		default:
+			continue
+		}
+		if data, err := os.ReadFile(p); err == nil {
+			*dst = data
+		}
+	}
+	return kp
+}
+
+// nginxSnapshot is what a previous write left on disk: the content of
+// every file and link its manifest records, and the manifest itself.
+type nginxSnapshot struct {
+	manifest string
+	files    map[string]savedFile
+}
+
+// savedFile is a path as it was: a file with its mode and content, a
+// symlink with its target, a directory, or nothing.
+type savedFile struct {
+	exists bool
+	dir    bool
+	mode   fs.FileMode
+	data   []byte
+	link   string
+}
+
+func takeSnapshot(st nginx.Status) *nginxSnapshot {
+	s := &nginxSnapshot{manifest: st.ManifestPath, files: map[string]savedFile{}}
+	paths := st.Files
+	if st.ManifestPath != "" {
+		paths = append(slices.Clone(paths), st.ManifestPath)
+	}
+	for _, p := range paths {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			s.files[p] = savedFile{}
+			continue
+		}
+		f := savedFile{exists: true, mode: fi.Mode().Perm()}
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			f.link, err = os.Readlink(p)
+		case fi.IsDir():
+			f.dir = true
+		default:
+			f.data, err = os.ReadFile(p)
+		}
+		if err != nil {
+			continue // unreadable: not restorable, and not touched
+		}
+		s.files[p] = f
+	}
+	return s
+}
+
+// restore undoes res: paths it created are removed (directories only when
+// empty), paths it replaced or removed get their saved content back, and
+// so does the manifest.
+func (s *nginxSnapshot) restore(res nginx.Result) error {
+	var errs []error
+	var dirs []string
+	for _, p := range append(slices.Clone(res.Written), res.Removed...) {
+		f, saved := s.files[p]
+		if saved && f.exists {
+			if !f.dir {
+				errs = append(errs, f.put(p))
+			}
+			continue
+		}
+		fi, err := os.Lstat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			errs = append(errs, err)
+		case fi.IsDir():
+			dirs = append(dirs, p)
+		default:
+			errs = append(errs, os.Remove(p))
+		}
+	}
+	// Deepest first, so that a parent is empty when its turn comes.
+	slices.SortFunc(dirs, func(a, b string) int { return len(b) - len(a) })
+	for _, d := range dirs {
+		errs = append(errs, os.Remove(d))
+	}
+	if s.manifest != "" {
+		if f := s.files[s.manifest]; f.exists {
+			errs = append(errs, f.put(s.manifest))
+		} else if err := os.Remove(s.manifest); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// put writes f at p through a temporary name renamed over it.
+func (f savedFile) put(p string) error {
+	tmp := filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+".restore-"+rand.Text())
+	if f.link != "" {
+		if err := os.Symlink(f.link, tmp); err != nil {
+			return err
+		}
+	} else if err := os.WriteFile(tmp, f.data, f.mode); err != nil {
+		return err
+	} else if err := os.Chmod(tmp, f.mode); err != nil { // whatever the umask
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
