@@ -179,7 +179,8 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		}
 		cur, err := m.store.GetInstance(ctx, r.ID)
 		if err == nil && cur.TerminatedAt == nil && !seen[cur.Group+"/"+cur.User] && State(cur.State) != StateMissing &&
-			!(State(cur.State) == StateStarting && time.Since(cur.UpdatedAt) < m.conf().ReadyTimeout) {
+			!(State(cur.State) == StateStarting && time.Since(cur.UpdatedAt) < m.conf().ReadyTimeout) &&
+			m.containerGone(ctx, cur.ContainerID) {
 			m.log.Warn("sandbox container vanished", "group", cur.Group, "user", cur.User, "container", cur.Name)
 			cur, err = m.store.UpdateInstance(ctx, cur.ID, "instance.missing", func(x *store.InstanceRecord) error {
 				x.State = string(StateMissing)
@@ -207,6 +208,17 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		unlock()
 	}
 	return nil
+}
+
+// containerGone checks with the engine, now, that a container no longer
+// exists: the listing Reconcile started from may predate a launch that
+// finished meanwhile.
+func (m *Manager) containerGone(ctx context.Context, id string) bool {
+	if id == "" {
+		return true
+	}
+	_, err := m.dc().Inspect(ctx, id)
+	return errors.Is(err, docker.ErrNotFound)
 }
 
 // syncRoute makes the routing table show a record as it is.
