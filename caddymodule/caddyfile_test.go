@@ -209,6 +209,8 @@ func TestSandboxDirectiveErrors(t *testing.T) {
 		{"thon_sandbox {\n subdomain {group}.{user}.{port}.example.com\n}", "unknown placeholder"},
 		{"thon_sandbox {\n by_port\n by_port\n}", "already specified"},
 		{"thon_sandbox {\n stream_close_delay forever\n}", `"forever" is not a duration`},
+		{"thon_sandbox {\n flush_interval -2\n}", `flush_interval: "-2" is not a duration`},
+		{"thon_sandbox {\n stream_timeout -1\n}", `stream_timeout: "-1" is not a duration`},
 		{"thon_sandbox extra", "wrong argument count"},
 	} {
 		_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte("http://:8080 {\n"+tc.body+"\n}\n"), nil)
@@ -250,7 +252,7 @@ func TestSandboxAddressing(t *testing.T) {
 
 func FuzzSandboxDirective(f *testing.F) {
 	f.Add("thon_sandbox {\n subdomain {user}.{group}.x\n by_port\n stream_timeout 1h\n}")
-	f.Add("thon_sandbox /s/* {\n stream_close_delay 5m\n}")
+	f.Add("thon_sandbox /s/* {\n stream_close_delay 5m\n flush_interval -1\n}")
 	f.Fuzz(func(t *testing.T, body string) {
 		// Must never panic; errors are fine.
 		_, _, _ = caddyconfig.GetAdapter("caddyfile").Adapt([]byte("http://:8080 {\n"+body+"\n}\n"), nil)

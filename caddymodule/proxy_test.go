@@ -1,10 +1,13 @@
 package caddymodule
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -197,4 +200,84 @@ func TestIntegrationSandboxProxy(t *testing.T) {
 		t.Errorf("carol after the reload: %d", code)
 	}
 	_ = alice
+}
+
+// TestIntegrationSandboxProxyStreams checks that streamed responses pass the
+// sandbox route as they come, with the directive's defaults: server-sent
+// events and a chunked response of unknown length, each sent a piece at a
+// time, the next piece only once the client has the last one. A proxy that
+// held bytes back would stall the handshake.
+//
+// The upstream is a server in the test standing in for a participant's dev
+// server (what code-server's /proxy/<port>/ forwards to), put into the
+// routing table as a running sandbox on 127.0.0.1.
+func TestIntegrationSandboxProxyStreams(t *testing.T) {
+	in := startCaddy(t, proxyConfig(t.TempDir(), dockertest.PortRange(50), ""))
+	gate := make(chan struct{})
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/events" {
+			w.Header().Set("Content-Type", "text/event-stream")
+		} else {
+			w.Header().Set("Content-Type", "text/plain")
+		}
+		rc := http.NewResponseController(w)
+		if err := rc.Flush(); err != nil { // the headers, as streaming servers do
+			return
+		}
+		for i := range 3 {
+			select {
+			case <-gate:
+			case <-r.Context().Done():
+				return
+			}
+			fmt.Fprintf(w, "data: piece %d\n\n", i)
+			if err := rc.Flush(); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(upstream.Close)
+	port := upstream.Listener.Addr().(*net.TCPAddr).Port
+	routes := activeApp(t).Sandboxes().Routes()
+	routes.Set(sandboxes.Route{ID: "stream-test", Group: "streams", User: "dev", Port: port, State: sandboxes.StateRunning})
+	t.Cleanup(func() { routes.Delete("stream-test") })
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, path := range []string{"/events", "/chunked"} {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, in.base+"/s/streams/dev"+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v (a proxy holding the stream back never sends the headers)", path, err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			resp.Body.Close()
+			t.Fatalf("%s: status %d", path, resp.StatusCode)
+		}
+		lines := make(chan string)
+		go func() {
+			defer close(lines)
+			sc := bufio.NewScanner(resp.Body)
+			for sc.Scan() {
+				if sc.Text() != "" {
+					lines <- sc.Text()
+				}
+			}
+		}()
+		for i := range 3 {
+			gate <- struct{}{}
+			select {
+			case got, ok := <-lines:
+				if want := fmt.Sprintf("data: piece %d", i); !ok || got != want {
+					t.Fatalf("%s: piece %d: got %q (open %v), want %q", path, i, got, ok, want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s: piece %d sent by the sandbox never reached the client: the proxy holds the stream back", path, i)
+			}
+		}
+		if _, ok := <-lines; ok {
+			t.Errorf("%s: more than 3 pieces", path)
+		}
+		resp.Body.Close()
+	}
 }

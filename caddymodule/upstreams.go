@@ -90,14 +90,24 @@ const (
 //		by_port
 //		stream_close_delay <duration>   # default 5m
 //		stream_timeout     <duration>   # default 48h; 0 = none
+//		flush_interval     <duration>   # default: streams flush immediately
 //	}
 //
 // It expands to a route that runs only for requests addressing a
 // sandbox (/s/<group>/<user>/, /<port>/, the subdomain pattern, or any
 // request on a by_port listener): the thon_sandbox router, then
-// reverse_proxy with `dynamic thon`, flushing immediately, with long
-// stream timeouts, a stream_close_delay so config reloads keep WebSockets
-// open, and Service-Worker-Allowed: / as the original's nginx set.
+// reverse_proxy with `dynamic thon`, with long stream timeouts, a
+// stream_close_delay so config reloads keep WebSockets open, and
+// Service-Worker-Allowed: / as the original's nginx set.
+//
+// Every stream is flushed immediately without a flush_interval: Caddy
+// forwards server-sent events, responses of unknown length (chunked, as
+// dev servers behind code-server's /proxy/<port>/ send them), incremental
+// responses and upgraded connections (WebSockets) byte by byte as they
+// come. A flush_interval matters only for responses whose length the
+// sandbox announced, which leave in 4 KiB writes anyway; setting it to -1
+// there costs about a tenth of the proxy's requests/s (bench/RESULTS.md),
+// so it is an option, not the default.
 func parseSandboxDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	h.Next()                                  // directive name
 	userMatcher, err := h.ExtractMatcherSet() // strips the matcher and resets the dispenser
@@ -107,6 +117,7 @@ func parseSandboxDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue,
 	h.Next() // directive name again
 	router := new(SandboxRouter)
 	closeDelay, streamTimeout := defaultStreamCloseDelay, defaultStreamTimeout
+	var flushInterval time.Duration
 	err = router.SandboxAddressing.unmarshal(h.Dispenser, func(opt string) (bool, error) {
 		var target *time.Duration
 		switch opt {
@@ -114,12 +125,18 @@ func parseSandboxDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue,
 			target = &closeDelay
 		case "stream_timeout":
 			target = &streamTimeout
+		case "flush_interval":
+			target = &flushInterval
 		default:
 			return false, nil
 		}
 		var v string
 		if !h.AllArgs(&v) {
 			return false, h.ArgErr()
+		}
+		if opt == "flush_interval" && v == "-1" { // as reverse_proxy takes it
+			*target = -1
+			return true, nil
 		}
 		d, err := caddy.ParseDuration(v)
 		if err != nil || d < 0 {
@@ -134,7 +151,7 @@ func parseSandboxDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue,
 
 	proxy := &reverseproxy.Handler{
 		DynamicUpstreamsRaw: caddyconfig.JSONModuleObject(new(SandboxUpstreams), "source", "thon", nil),
-		FlushInterval:       caddy.Duration(-1),
+		FlushInterval:       caddy.Duration(flushInterval),
 		StreamCloseDelay:    caddy.Duration(closeDelay),
 		StreamTimeout:       caddy.Duration(streamTimeout),
 		Headers: &headers.Handler{

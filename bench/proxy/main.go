@@ -9,9 +9,11 @@
 //     /s/<group>/<user>/ and through the dynamic upstream;
 //   - caddy: the same binary as plain Caddy with `reverse_proxy
 //     127.0.0.1:<port>`, nothing else;
+//   - thon-flush: thon's sandbox route with `flush_interval -1`, to tell
+//     what flushing every write of every response would cost;
 //   - caddy-tuned: the same plain Caddy with the settings thon_sandbox
-//     gives its proxy (handle_path on the same prefix, flush_interval -1,
-//     stream timeouts, a response header) from a static upstream, to tell
+//     gives its proxy (handle_path on the same prefix, stream timeouts,
+//     a response header) from a static upstream, to tell
 //     the cost of the dynamic upstream from the cost of those settings;
 //   - nginx: the site thon's nginx emission writes (sandboxes/nginx);
 //   - nginx-keepalive: the same nginx with a hand-tuned server block
@@ -182,19 +184,19 @@ func run(o options) error {
 	home := filepath.Join(tmp, "home")
 	env := append(os.Environ(), "HOME="+home, "XDG_DATA_HOME="+filepath.Join(home, "data"), "XDG_CONFIG_HOME="+filepath.Join(home, "config"))
 
-	ports := make([]int, 8)
+	ports := make([]int, 9)
 	for i := range ports {
 		if ports[i], err = freePort(); err != nil {
 			return err
 		}
 	}
-	thonAdmin, thonSite, caddyAdmin, caddyPlain, caddyTuned, nginxHTTP, nginxHTTPS, nginxKeepalive := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], ports[6], ports[7]
+	thonAdmin, thonSite, caddyAdmin, caddyPlain, caddyTuned, nginxHTTP, nginxHTTPS, nginxKeepalive, thonFlush := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], ports[6], ports[7], ports[8]
 
 	// thon, and through it the sandbox.
 	v, _ := rand.Int(rand.Reader, big.NewInt(30000))
 	portStart := 20000 + int(v.Int64())
 	thonFile := filepath.Join(tmp, "thon.Caddyfile")
-	if err := os.WriteFile(thonFile, []byte(thonCaddyfile(thonAdmin, thonSite, portStart, filepath.Join(tmp, "thon"), o.image, o.memoryMiB, o.cpus)), 0o644); err != nil {
+	if err := os.WriteFile(thonFile, []byte(thonCaddyfile(thonAdmin, thonSite, thonFlush, portStart, filepath.Join(tmp, "thon"), o.image, o.memoryMiB, o.cpus)), 0o644); err != nil {
 		return err
 	}
 	thon, err := startProc("thon", filepath.Join(tmp, "thon.log"), env, thonBin, "run", "--config", thonFile, "--adapter", "caddyfile")
@@ -254,12 +256,13 @@ func run(o options) error {
 	base := func(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
 	fes := []frontEnd{
 		{"thon", "http://" + base(thonSite) + prefix + "/", "ws://" + base(thonSite) + prefix + "/ws"},
+		{"thon-flush", "http://" + base(thonFlush) + prefix + "/", "ws://" + base(thonFlush) + prefix + "/ws"},
 		{"caddy", "http://" + base(caddyPlain) + "/", "ws://" + base(caddyPlain) + "/ws"},
 		{"caddy-tuned", "http://" + base(caddyTuned) + prefix + "/", "ws://" + base(caddyTuned) + prefix + "/ws"},
 		{"nginx", "http://" + base(nginxHTTP) + prefix + "/", "ws://" + base(nginxHTTP) + prefix + "/ws"},
 		{"nginx-keepalive", "http://" + base(nginxKeepalive) + prefix + "/", "ws://" + base(nginxKeepalive) + prefix + "/ws"},
 	}
-	procs := map[string]*proc{"thon": thon, "caddy": caddy, "caddy-tuned": caddy, "nginx": ngx, "nginx-keepalive": ngx}
+	procs := map[string]*proc{"thon": thon, "thon-flush": thon, "caddy": caddy, "caddy-tuned": caddy, "nginx": ngx, "nginx-keepalive": ngx}
 	var pageSizes []string
 	// Every front end serves the sandbox's own page for "/", prefix
 	// stripped, and echoes WebSocket messages.

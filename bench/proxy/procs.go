@@ -135,7 +135,7 @@ func buildThon(ctx context.Context, goBin, dir string) (string, error) {
 }
 
 // thonCaddyfile is thon with its sandbox route on a loopback site.
-func thonCaddyfile(admin, site, portStart int, dataDir, image string, memoryMiB int, cpus float64) string {
+func thonCaddyfile(admin, site, siteFlush, portStart int, dataDir, image string, memoryMiB int, cpus float64) string {
 	return fmt.Sprintf(`{
 	admin localhost:%d
 	persist_config off
@@ -155,13 +155,21 @@ http://:%d {
 	thon_sandbox
 	respond "not a sandbox" 404
 }
-`, admin, dataDir, image, portStart, portStart+19, memoryMiB, strconv.FormatFloat(cpus, 'f', -1, 64), site)
+
+http://:%d {
+	bind 127.0.0.1
+	thon_sandbox {
+		flush_interval -1
+	}
+	respond "not a sandbox" 404
+}
+`, admin, dataDir, image, portStart, portStart+19, memoryMiB, strconv.FormatFloat(cpus, 'f', -1, 64), site, siteFlush)
 }
 
 // caddyCaddyfile is plain Caddy: reverse_proxy to the sandbox's port,
 // nothing else, on one site; and, on a second, the same with the settings
-// thon_sandbox gives its proxy (prefix stripped, flush immediately, stream
-// timeouts, Service-Worker-Allowed), from a static upstream.
+// thon_sandbox gives its proxy (prefix stripped, stream timeouts,
+// Service-Worker-Allowed), from a static upstream.
 func caddyCaddyfile(admin, plain, static, sandboxPort int, prefix string) string {
 	return fmt.Sprintf(`{
 	admin localhost:%d
@@ -177,7 +185,6 @@ http://:%d {
 	bind 127.0.0.1
 	handle_path %s/* {
 		reverse_proxy 127.0.0.1:%d {
-			flush_interval -1
 			stream_close_delay 5m
 			stream_timeout 48h
 			header_down Service-Worker-Allowed /

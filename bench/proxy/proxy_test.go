@@ -131,10 +131,11 @@ func TestMarkdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fes := []frontEnd{{name: "thon"}, {name: "caddy"}, {name: "caddy-tuned"}, {name: "nginx"}}
+	fes := []frontEnd{{name: "thon"}, {name: "thon-flush"}, {name: "caddy"}, {name: "caddy-tuned"}, {name: "nginx"}}
 	r := report{opts: o, command: "go run ./bench/proxy", frontEnds: fes, date: time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC),
-		orders: [][]string{{"thon", "caddy", "caddy-tuned", "nginx"}}, samples: map[string][]sample{
+		orders: [][]string{{"thon", "thon-flush", "caddy", "caddy-tuned", "nginx"}}, samples: map[string][]sample{
 			"thon":        {{wrk: wrkResult{rps: 960, p50: time.Millisecond, p99: 4 * time.Millisecond}, ws: wsResult{messages: 9600, elapsed: time.Second}}},
+			"thon-flush":  {{wrk: wrkResult{rps: 864, p50: 2 * time.Millisecond, p99: 4 * time.Millisecond}, ws: wsResult{messages: 9600, elapsed: time.Second}}},
 			"caddy":       {{wrk: wrkResult{rps: 1000, p50: time.Millisecond, p99: 2 * time.Millisecond}, ws: wsResult{messages: 10000, elapsed: time.Second}}},
 			"caddy-tuned": {{wrk: wrkResult{rps: 950, p50: time.Millisecond, p99: 2 * time.Millisecond}, ws: wsResult{messages: 9000, elapsed: time.Second}}},
 			"nginx":       {{wrk: wrkResult{rps: 500, p50: 2 * time.Millisecond, p99: 8 * time.Millisecond}, ws: wsResult{messages: 12000, elapsed: time.Second}}},
@@ -146,7 +147,8 @@ func TestMarkdown(t *testing.T) {
 		"| nginx | 500 | 2ms | 8ms | 12000 | 0.50× | 1.20× |",
 		"thon ÷ caddy: requests/s 0.96×, p50 latency 1.00×, p99 latency 2.00×, WebSocket echoes/s 0.96×",
 		"thon ÷ nginx: requests/s 1.92×",
-		"- round 1: thon 960; 9600 · caddy 1000; 10000",
+		"thon-flush ÷ thon: requests/s 0.90×, p50 latency 2.00×",
+		"- round 1: thon 960; 9600 · thon-flush 864; 9600 · caddy 1000; 10000",
 		"met: requests/s 0.96×, WebSocket echoes/s 0.96×.",
 	} {
 		if !strings.Contains(md, want) {

@@ -190,10 +190,12 @@ func (r report) markdown() string {
 		m.cpus, m.cpu, m.memory, m.kernel, m.docker, m.goVer, m.thon, m.nginx, m.wrk, r.loadBefore, r.loadAfter)
 	fmt.Fprintf(&b, "One sandbox, `%s` (a real container with %s CPUs and %d MiB), published on 127.0.0.1:%d; every front end "+
 		"listens on 127.0.0.1 and proxies to it, over plain HTTP. **thon** is the thon binary (built from ./cmd/thon) "+
-		"running the sandbox route `thon_sandbox` (path /s/<group>/<user>/, prefix stripped, dynamic upstream from the routing table). "+
+		"running the sandbox route `thon_sandbox` (path /s/<group>/<user>/, prefix stripped, dynamic upstream from the routing table) "+
+		"with its defaults; **thon-flush** is the same route with `flush_interval -1` (every write of every response flushed; "+
+		"without it Caddy still flushes server-sent events, responses of unknown length and WebSockets immediately). "+
 		"**caddy** is the same binary as plain Caddy in its own process, with `reverse_proxy 127.0.0.1:<port>` and nothing else. "+
 		"**caddy-tuned** is that plain Caddy with the settings thon_sandbox gives its proxy (`handle_path` on the same prefix, "+
-		"`flush_interval -1`, `stream_close_delay`, `stream_timeout`, a response header) and a static upstream: thon ÷ caddy-tuned "+
+		"`stream_close_delay`, `stream_timeout`, a response header) and a static upstream: thon ÷ caddy-tuned "+
 		"is the cost of the dynamic upstream alone. **nginx** runs the site thon's nginx emission writes (the original's layout: "+
 		"`proxy_pass` per location, `Connection: upgrade` on every request, so a new upstream connection per request), "+
 		"`worker_processes auto`, no access log (Caddy logs none by default). **nginx-keepalive** is the same nginx with a hand-written "+
@@ -224,6 +226,11 @@ func (r report) markdown() string {
 	}
 
 	thon, tuned, ngx, ngxKA := r.medians("thon"), r.medians("caddy-tuned"), r.medians("nginx"), r.medians("nginx-keepalive")
+	if flush, ok := r.samples["thon-flush"]; ok && len(flush) > 0 {
+		f := r.medians("thon-flush")
+		fmt.Fprintf(&b, "\nthon-flush ÷ thon: requests/s %.2f×, p50 latency %.2f×: the cost of `flush_interval -1`.\n",
+			ratio(f.rps, thon.rps), ratio(float64(f.p50), float64(thon.p50)))
+	}
 	fmt.Fprintf(&b, "\nRatios (medians): thon ÷ caddy: requests/s %.2f×, p50 latency %.2f×, p99 latency %.2f×, WebSocket echoes/s %.2f×. "+
 		"thon ÷ caddy-tuned: requests/s %.2f×, WebSocket %.2f×. thon ÷ nginx: requests/s %.2f×, p50 latency %.2f×, p99 latency %.2f×, WebSocket %.2f×. "+
 		"thon ÷ nginx-keepalive: requests/s %.2f×, p50 latency %.2f×, p99 latency %.2f×, WebSocket %.2f×.\n\n",
