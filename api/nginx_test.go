@@ -11,14 +11,12 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"maps"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -26,17 +24,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/thon-dev/thon/internal/dockertest"
+	"github.com/thon-dev/thon/internal/nginxtest"
 	"github.com/thon-dev/thon/sandboxes"
 	"github.com/thon-dev/thon/sandboxes/nginx"
 )
-
-// nginxBin is the Debian nginx the tests run.
-const nginxBin = "/usr/sbin/nginx"
 
 func TestNginxRoutesNotConfigured(t *testing.T) {
 	e := newTestEnv(t, Options{})
@@ -195,9 +190,7 @@ type nginxLayout struct {
 
 func newNginxLayout(t *testing.T) nginxLayout {
 	t.Helper()
-	if _, err := exec.LookPath(nginxBin); err != nil {
-		t.Fatalf("nginx is required (apt-get install nginx): %v", err)
-	}
+	nginxtest.Require(t)
 	root := t.TempDir()
 	l := nginxLayout{
 		root: root,
@@ -208,41 +201,13 @@ func newNginxLayout(t *testing.T) nginxLayout {
 		},
 		prefix: filepath.Join(root, "run"),
 	}
-	for _, d := range []string{l.writer.SitesAvailable, l.writer.SitesEnabled, filepath.Join(l.prefix, "temp")} {
+	for _, d := range []string{l.writer.SitesAvailable, l.writer.SitesEnabled} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	l.conf = filepath.Join(l.prefix, "nginx.conf")
-	writeFile(t, l.conf, mainNginxConf(l.prefix, "include "+l.writer.SitesEnabled+"/*;"))
+	l.conf = nginxtest.WriteConf(t, l.prefix, nginxtest.IncludeSites(l.writer.SitesEnabled))
 	return l
-}
-
-// mainNginxConf is a minimal nginx.conf keeping nginx's files under dir,
-// with extra inside its http block.
-func mainNginxConf(dir, extra string) string {
-	user := ""
-	if os.Geteuid() == 0 {
-		// Workers would run as nobody and could not enter the 0700
-		// temporary directories (to read /ca.crt, say).
-		user = "user root;\n"
-	}
-	return fmt.Sprintf(`%sworker_processes 1;
-pid %[2]s/nginx.pid;
-error_log %[2]s/error.log info;
-events {
-    worker_connections 128;
-}
-http {
-    access_log %[2]s/access.log;
-    client_body_temp_path %[2]s/temp/body;
-    proxy_temp_path %[2]s/temp/proxy;
-    fastcgi_temp_path %[2]s/temp/fastcgi;
-    uwsgi_temp_path %[2]s/temp/uwsgi;
-    scgi_temp_path %[2]s/temp/scgi;
-    %[3]s
-}
-`, user, dir, extra)
 }
 
 func writeFile(t *testing.T, path, content string) {
@@ -250,92 +215,6 @@ func writeFile(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// tree is every path under root with a digest of what it is: file mode
-// and content, link target, or directory.
-func tree(t *testing.T, root string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		switch {
-		case fi.Mode()&fs.ModeSymlink != 0:
-			target, _ := os.Readlink(p)
-			out[p] = "link " + target
-		case fi.IsDir():
-			out[p] = "dir " + fi.Mode().Perm().String()
-		default:
-			data, _ := os.ReadFile(p)
-			out[p] = fi.Mode().Perm().String() + " " + string(data)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// startNginx runs nginx in the foreground on conf and stops it when the
-// test ends; it returns once nginx listens on port.
-func startNginx(t *testing.T, prefix, conf string, port int) {
-	t.Helper()
-	logf, err := os.Create(filepath.Join(prefix, "nginx.stderr"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(nginxBin, "-p", prefix, "-c", conf, "-g", "daemon off;")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // its own process group
-			<-exited
-		}
-		logf.Close()
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case err := <-exited:
-			out, _ := os.ReadFile(logf.Name())
-			t.Fatalf("nginx exited: %v\n%s", err, out)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nginx does not listen on %d: %v", port, err)
-		}
-	}
-}
-
-func freeLoopbackPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // TestNginxRoutes drives the nginx routes over a real sandbox and a real
@@ -346,10 +225,11 @@ func freeLoopbackPort(t *testing.T) int {
 func TestNginxRoutes(t *testing.T) {
 	l := newNginxLayout(t)
 	ca := newTestCA(t)
-	httpPort, httpsPort := freeLoopbackPort(t), freeLoopbackPort(t)
+	ports := nginxtest.FreePorts(t, 2)
+	httpPort, httpsPort := ports[0], ports[1]
 	opts := &NginxOptions{
 		Writer: l.writer,
-		Bin:    nginxBin,
+		Bin:    nginxtest.Bin,
 		Conf:   l.conf,
 		Site: nginx.Site{
 			ListenAddr: "127.0.0.1",
@@ -382,7 +262,7 @@ func TestNginxRoutes(t *testing.T) {
 	}
 	e := newTestEnv(t, Options{Store: st, Sandboxes: m, Nginx: opts})
 	etc := filepath.Join(l.root, "etc")
-	before := tree(t, etc)
+	before := nginxtest.Tree(t, etc)
 
 	var status nginx.Status
 	e.do("GET", "/api/nginx/status", "", nil).wantStatus(t, 200).decode(t, &status)
@@ -413,12 +293,12 @@ func TestNginxRoutes(t *testing.T) {
 			t.Errorf("configuration lacks %q:\n%s", want, conf)
 		}
 	}
-	if err := nginx.Test(context.Background(), nginxBin, l.conf); err != nil {
+	if err := nginx.Test(context.Background(), nginxtest.Bin, l.conf); err != nil {
 		t.Fatalf("nginx -t on the written site: %v", err)
 	}
 
 	// nginx serves the sandbox from what refresh wrote.
-	startNginx(t, l.prefix, l.conf, httpPort)
+	nginxtest.Start(t, l.prefix, l.conf, httpPort)
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool}}}
 	t.Cleanup(client.CloseIdleConnections)
 	get := func(url string) (int, string) {
@@ -474,9 +354,9 @@ func TestNginxRoutes(t *testing.T) {
 	}
 
 	// nginx -t refuses: the previous files come back, nginx keeps running.
-	written := tree(t, etc)
+	written := nginxtest.Tree(t, etc)
 	bad := filepath.Join(l.prefix, "bad.conf")
-	writeFile(t, bad, mainNginxConf(l.prefix, "include "+l.writer.SitesEnabled+"/*;\n    this_is_not_a_directive on;"))
+	writeFile(t, bad, nginxtest.MainConf(l.prefix, nginxtest.IncludeSites(l.writer.SitesEnabled)+"\n    this_is_not_a_directive on;"))
 	opts.Conf = bad
 	opts.Site.ServerName = "sandboxes.test" // changes the file and the certificate
 	r := e.doJSON("POST", "/api/nginx/refresh", nil).wantStatus(t, http.StatusBadGateway)
@@ -485,7 +365,7 @@ func TestNginxRoutes(t *testing.T) {
 	if !strings.Contains(perr.Error, "this_is_not_a_directive") || !strings.Contains(perr.Error, "previous files were put back") {
 		t.Errorf("refused refresh: %s", perr.Error)
 	}
-	if after := tree(t, etc); !maps.Equal(after, written) {
+	if after := nginxtest.Tree(t, etc); !maps.Equal(after, written) {
 		t.Errorf("a refused refresh changed the files:\n got %v\nwant %v", after, written)
 	}
 	opts.Conf, opts.Site.ServerName = l.conf, ""
@@ -505,7 +385,7 @@ func TestNginxRoutes(t *testing.T) {
 	if len(cleaned.Removed) == 0 || !cleaned.Tested || !cleaned.Reloaded {
 		t.Errorf("cleanup: %+v", cleaned)
 	}
-	if after := tree(t, etc); !maps.Equal(after, before) {
+	if after := nginxtest.Tree(t, etc); !maps.Equal(after, before) {
 		t.Errorf("after cleanup\n got %v\nwant %v", after, before)
 	}
 	e.doJSON("POST", "/api/nginx/cleanup", nil).wantStatus(t, 200).decode(t, &cleaned)

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"maps"
 	"net"
 	"net/http"
@@ -18,7 +17,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,10 +26,8 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 
 	"github.com/thon-dev/thon/internal/dockertest"
+	"github.com/thon-dev/thon/internal/nginxtest"
 )
-
-// nginxBin is the Debian nginx the tests run.
-const nginxBin = "/usr/sbin/nginx"
 
 // runNginxCommand runs `thon nginx args...` in this process, as the thon
 // binary would, and returns what it printed.
@@ -51,57 +47,53 @@ func runNginxCmd(t *testing.T, args ...string) (string, error) {
 	return out.String(), err
 }
 
-// nginxMainConf is a minimal nginx.conf keeping nginx's own files under
-// dir and including sitesEnabled, as Debian's does, with a server on
-// readyPort that answers 204, so nginx listens before any site exists.
-func nginxMainConf(dir, sitesEnabled string, readyPort int) string {
-	user := ""
-	if os.Geteuid() == 0 {
-		// Workers would run as nobody and could not enter the 0700
-		// temporary directories (to read /ca.crt, say).
-		user = "user root;\n"
+// nginxCaddyfile is a Caddyfile for the nginx tests: thon keeping its
+// data in dataDir, with sandboxes of the test image on the 50 ports from
+// portStart and thonExtra inside its thon block, and a loopback site
+// serving /ca.crt, the sandbox proxy and the API.
+func nginxCaddyfile(dataDir string, portStart int, thonExtra string) func(site, admin int) string {
+	return func(site, admin int) string {
+		return fmt.Sprintf(`{
+	admin localhost:%d
+	persist_config off
+	skip_install_trust
+	thon {
+		data_dir %s
+		image %s
+		port_range %d %d
+		memory 256MiB
+		%s
 	}
-	return fmt.Sprintf(`%sworker_processes 1;
-pid %[2]s/nginx.pid;
-error_log %[2]s/error.log info;
-events {
-    worker_connections 128;
-}
-http {
-    access_log %[2]s/access.log;
-    client_body_temp_path %[2]s/temp/body;
-    proxy_temp_path %[2]s/temp/proxy;
-    fastcgi_temp_path %[2]s/temp/fastcgi;
-    uwsgi_temp_path %[2]s/temp/uwsgi;
-    scgi_temp_path %[2]s/temp/scgi;
-    server {
-        listen 127.0.0.1:%[4]d;
-        return 204;
-    }
-    include %[3]s/*;
-}
-`, user, dir, sitesEnabled, readyPort)
 }
 
-// startNginxLayout runs nginx, until the test ends, on a prefix in a
-// temporary directory whose main configuration includes sitesEnabled (which
-// need not exist yet), and returns the main configuration's path.
-func startNginxLayout(t *testing.T, sitesEnabled string) (conf string) {
+http://:%d {
+	bind 127.0.0.1
+	thon_ca_cert
+	thon_sandbox
+	thon_api
+}
+`, admin, dataDir, dockertest.Image, portStart, portStart+49, thonExtra, site)
+	}
+}
+
+// thonRootClient fetches thon's root certificate from base/ca.crt and
+// returns it with an HTTP client trusting it, whose idle connections close
+// when the test ends.
+func thonRootClient(t *testing.T, base string) (root []byte, client *http.Client) {
 	t.Helper()
-	if _, err := exec.LookPath(nginxBin); err != nil {
-		t.Fatalf("nginx is required (apt-get install nginx): %v", err)
-	}
-	prefix := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(prefix, "temp"), 0o755); err != nil {
+	resp, err := http.Get(base + "/ca.crt")
+	if err != nil {
 		t.Fatal(err)
 	}
-	ready := freePort(t)
-	conf = filepath.Join(prefix, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(nginxMainConf(prefix, sitesEnabled, ready)), 0o644); err != nil {
-		t.Fatal(err)
+	root, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(root) {
+		t.Fatalf("thon's /ca.crt: %q", root)
 	}
-	runNginx(t, prefix, conf, ready)
-	return conf
+	client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	t.Cleanup(client.CloseIdleConnections)
+	return root, client
 }
 
 // waitServed polls url until it answers 200 with want in its body: nginx
@@ -128,82 +120,6 @@ func waitServed(t *testing.T, client *http.Client, url, want string) {
 	}
 }
 
-// runNginx runs nginx in the foreground on conf and stops it when the
-// test ends; it returns once nginx listens on port.
-func runNginx(t *testing.T, prefix, conf string, port int) {
-	t.Helper()
-	logf, err := os.Create(filepath.Join(prefix, "nginx.stderr"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(nginxBin, "-p", prefix, "-c", conf, "-g", "daemon off;")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // its own process group
-			<-exited
-		}
-		logf.Close()
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case err := <-exited:
-			out, _ := os.ReadFile(logf.Name())
-			t.Fatalf("nginx exited: %v\n%s", err, out)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nginx does not listen on %d: %v", port, err)
-		}
-	}
-}
-
-// fileTree is every path under root with what it is: a file's mode and
-// content, a link's target, or a directory.
-func fileTree(t *testing.T, root string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		switch {
-		case fi.Mode()&fs.ModeSymlink != 0:
-			target, _ := os.Readlink(p)
-			out[p] = "link " + target
-		case fi.IsDir():
-			out[p] = "dir"
-		default:
-			data, _ := os.ReadFile(p)
-			out[p] = fi.Mode().Perm().String() + " " + string(data)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // TestIntegrationNginxCommand runs `thon nginx --out DIR` against a thon
 // running in this process with a real sandbox, checks the output with
 // nginx -t, runs nginx on it and sends HTTP and WebSocket traffic through
@@ -211,44 +127,20 @@ func fileTree(t *testing.T, root string) map[string]string {
 // issued; then runs it again (nothing changes) and with --cleanup (exactly
 // what was written goes).
 func TestIntegrationNginxCommand(t *testing.T) {
-	if _, err := exec.LookPath(nginxBin); err != nil {
-		t.Fatalf("nginx is required (apt-get install nginx): %v", err)
-	}
+	nginxtest.Require(t)
 	dockertest.Client(t)
 	portStart := dockertest.PortRange(50)
 	dataDir := t.TempDir()
-	in := startCaddy(t, func(site, admin int) string {
-		return fmt.Sprintf(`{
-	admin localhost:%d
-	persist_config off
-	skip_install_trust
-	thon {
-		data_dir %s
-		image %s
-		port_range %d %d
-		memory 256MiB
-		cpus 0.5
-		pids 128
-	}
-}
-
-http://:%d {
-	bind 127.0.0.1
-	thon_ca_cert
-	thon_sandbox
-	thon_api
-}
-`, admin, dataDir, dockertest.Image, portStart, portStart+49, site)
-	})
+	in := startCaddy(t, nginxCaddyfile(dataDir, portStart, "cpus 0.5\n\t\tpids 128"))
 	group, inst := launchGroup(t, "alice")
 	alice := inst[0]
 	admin := strings.TrimPrefix(in.admin, "http://")
 
 	out := t.TempDir()
-	before := fileTree(t, out)
-	conf := startNginxLayout(t, filepath.Join(out, "sites-enabled"))
+	before := nginxtest.Tree(t, out)
+	conf := nginxtest.StartSites(t, filepath.Join(out, "sites-enabled"))
 	httpPort, httpsPort := freePort(t), freePort(t)
-	args := []string{"--out", out, "--conf", conf, "--nginx", nginxBin, "--admin", admin, "--external-ip", "127.0.0.1",
+	args := []string{"--out", out, "--conf", conf, "--nginx", nginxtest.Bin, "--admin", admin, "--external-ip", "127.0.0.1",
 		"--listen-addr", "127.0.0.1", "--http-port", strconv.Itoa(httpPort), "--https-port", strconv.Itoa(httpsPort)}
 	stdout, err := runNginxCmd(t, args...)
 	if err != nil {
@@ -283,25 +175,13 @@ http://:%d {
 			t.Errorf("site lacks %q:\n%s", want, site)
 		}
 	}
-	if b, err := exec.Command(nginxBin, "-t", "-c", conf).CombinedOutput(); err != nil {
+	if b, err := exec.Command(nginxtest.Bin, "-t", "-c", conf).CombinedOutput(); err != nil {
 		t.Fatalf("nginx -t: %v\n%s", err, b)
 	}
 
 	// The root served at /ca.crt by thon and by nginx is the one that
 	// verifies nginx's certificate for the IP address.
-	resp, err := http.Get(in.base + "/ca.crt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(root) {
-		t.Fatalf("thon's /ca.crt: %q", root)
-	}
-
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	t.Cleanup(client.CloseIdleConnections)
+	root, client := thonRootClient(t, in.base)
 	httpBase := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	httpsBase := fmt.Sprintf("https://127.0.0.1:%d", httpsPort)
 	// The reload is asynchronous: new workers take over shortly.
@@ -322,7 +202,7 @@ http://:%d {
 			t.Errorf("GET %s: %d %s", url, resp.StatusCode, body)
 		}
 	}
-	resp, err = client.Get(httpsBase + "/ca.crt")
+	resp, err := client.Get(httpsBase + "/ca.crt")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +237,7 @@ http://:%d {
 	}
 
 	// Again: the same files, the certificate kept.
-	written := fileTree(t, out)
+	written := nginxtest.Tree(t, out)
 	stdout, err = runNginxCmd(t, args...)
 	if err != nil {
 		t.Fatalf("thon nginx again: %v\n%s", err, stdout)
@@ -366,7 +246,7 @@ http://:%d {
 		strings.Contains(stdout, "wrote") || strings.Contains(stdout, "created") {
 		t.Errorf("second run:\n%s", stdout)
 	}
-	if after := fileTree(t, out); !maps.Equal(after, written) {
+	if after := nginxtest.Tree(t, out); !maps.Equal(after, written) {
 		t.Errorf("the second run changed the files")
 	}
 
@@ -379,7 +259,7 @@ http://:%d {
 		t.Errorf("admin lists %d instances", list.Total)
 	}
 
-	stdout, err = runNginxCmd(t, "--cleanup", "--out", out, "--conf", conf, "--nginx", nginxBin)
+	stdout, err = runNginxCmd(t, "--cleanup", "--out", out, "--conf", conf, "--nginx", nginxtest.Bin)
 	if err != nil {
 		t.Fatalf("thon nginx --cleanup: %v\n%s", err, stdout)
 	}
@@ -389,7 +269,7 @@ http://:%d {
 			t.Errorf("cleanup did not report %s:\n%s", p, stdout)
 		}
 	}
-	if after := fileTree(t, out); !maps.Equal(after, before) {
+	if after := nginxtest.Tree(t, out); !maps.Equal(after, before) {
 		t.Errorf("after cleanup\n got %v\nwant %v", after, before)
 	}
 	if !strings.Contains(stdout, "nginx -s reload: done") {

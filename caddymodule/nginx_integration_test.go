@@ -1,19 +1,16 @@
 package caddymodule
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/thon-dev/thon/internal/dockertest"
+	"github.com/thon-dev/thon/internal/nginxtest"
 )
 
 // TestIntegrationNginxRefresh drives the nginx routes of a thon configured
@@ -30,22 +27,12 @@ func TestIntegrationNginxRefresh(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	before := fileTree(t, etc)
-	conf := startNginxLayout(t, enabled)
+	before := nginxtest.Tree(t, etc)
+	conf := nginxtest.StartSites(t, enabled)
 	httpPort, httpsPort := freePort(t), freePort(t)
 	portStart := dockertest.PortRange(50)
 	dataDir := t.TempDir()
-	in := startCaddy(t, func(site, admin int) string {
-		return fmt.Sprintf(`{
-	admin localhost:%d
-	persist_config off
-	skip_install_trust
-	thon {
-		data_dir %s
-		image %s
-		port_range %d %d
-		memory 256MiB
-		external_ip 127.0.0.1
+	in := startCaddy(t, nginxCaddyfile(dataDir, portStart, fmt.Sprintf(`external_ip 127.0.0.1
 		nginx {
 			sites_available %s
 			sites_enabled %s
@@ -55,18 +42,7 @@ func TestIntegrationNginxRefresh(t *testing.T) {
 			listen_addr 127.0.0.1
 			http_port %d
 			https_port %d
-		}
-	}
-}
-
-http://:%d {
-	bind 127.0.0.1
-	thon_ca_cert
-	thon_sandbox
-	thon_api
-}
-`, admin, dataDir, dockertest.Image, portStart, portStart+49, available, enabled, ssl, nginxBin, conf, httpPort, httpsPort, site)
-	})
+		}`, available, enabled, ssl, nginxtest.Bin, conf, httpPort, httpsPort)))
 	group, _ := launchGroup(t, "alice")
 
 	type applied struct {
@@ -98,21 +74,10 @@ http://:%d {
 
 	// The root served at /ca.crt verifies nginx's certificate, and nginx
 	// serves the sandbox.
-	resp, err := http.Get(in.base + "/ca.crt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(root) {
-		t.Fatalf("/ca.crt: %q", root)
-	}
+	root, client := thonRootClient(t, in.base)
 	if written, _ := os.ReadFile(a.Result.CAFile); string(written) != string(root) {
 		t.Errorf("the CA file nginx serves differs from thon's /ca.crt")
 	}
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	t.Cleanup(client.CloseIdleConnections)
 	waitServed(t, client, fmt.Sprintf("https://127.0.0.1:%d/s/%s/alice/through/nginx", httpsPort, group), `data-testid="path">/through/nginx<`)
 
 	// Nothing new: the certificate is kept, nothing is written, nginx is
@@ -136,7 +101,7 @@ http://:%d {
 	if code != http.StatusOK {
 		t.Fatalf("cleanup: %d %s", code, body)
 	}
-	if after := fileTree(t, etc); !maps.Equal(after, before) {
+	if after := nginxtest.Tree(t, etc); !maps.Equal(after, before) {
 		t.Errorf("after cleanup\n got %v\nwant %v", after, before)
 	}
 }

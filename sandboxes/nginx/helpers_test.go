@@ -8,12 +8,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
-	"fmt"
-	"io/fs"
 	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -80,43 +76,6 @@ func newPKI(t testing.TB, ips ...string) testPKI {
 	}
 	p.pool.AddCert(caCert)
 	return p
-}
-
-// snapshot describes every path under root: kind, mode and content or
-// link target. Two equal snapshots mean nothing changed on disk.
-func snapshot(t testing.TB, root string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		switch {
-		case fi.Mode()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			out[p] = "symlink -> " + target
-		case fi.IsDir():
-			out[p] = fmt.Sprintf("dir %v", fi.Mode().Perm())
-		default:
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			out[p] = fmt.Sprintf("file %v %q", fi.Mode().Perm(), data)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 // diffKeys returns the keys of b missing from a.

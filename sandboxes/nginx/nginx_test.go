@@ -5,33 +5,22 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"fmt"
 	"io"
 	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/thon-dev/thon/internal/nginxtest"
 )
-
-// nginxBin is the Debian nginx the tests run.
-const nginxBin = "/usr/sbin/nginx"
-
-func requireNginx(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath(nginxBin); err != nil {
-		t.Fatalf("nginx is required (apt-get install nginx): %v", err)
-	}
-}
 
 // seen is what the upstream reports about a request it received.
 type seen struct {
@@ -76,102 +65,19 @@ func newUpstream(t *testing.T, name string) (*httptest.Server, int) {
 	return srv, srv.Listener.Addr().(*net.TCPAddr).Port
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// mainConf is a minimal nginx.conf keeping every file nginx writes under
-// dir and including the sites-enabled directory, as Debian's does.
-func mainConf(dir, sitesEnabled string) string {
-	var b strings.Builder
-	if os.Geteuid() == 0 {
-		// Workers would run as nobody and could not enter the 0700
-		// temporary directories (to read /ca.crt, say).
-		b.WriteString("user root;\n")
-	}
-	fmt.Fprintf(&b, `worker_processes 1;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log info;
-events {
-    worker_connections 128;
-}
-http {
-    access_log %[1]s/access.log;
-    client_body_temp_path %[1]s/temp/body;
-    proxy_temp_path %[1]s/temp/proxy;
-    fastcgi_temp_path %[1]s/temp/fastcgi;
-    uwsgi_temp_path %[1]s/temp/uwsgi;
-    scgi_temp_path %[1]s/temp/scgi;
-    include %[2]s/*;
-}
-`, dir, sitesEnabled)
-	return b.String()
-}
-
-// startNginx runs nginx in the foreground and stops it when the test ends.
-func startNginx(t *testing.T, prefix, conf string, port int) {
-	t.Helper()
-	logf, err := os.Create(filepath.Join(prefix, "nginx.stderr"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(nginxBin, "-p", prefix, "-c", conf, "-g", "daemon off;")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM) // fast shutdown of master and workers
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // its own process group
-			<-exited
-		}
-		logf.Close()
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case err := <-exited:
-			out, _ := os.ReadFile(logf.Name())
-			t.Fatalf("nginx exited: %v\n%s", err, out)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			out, _ := os.ReadFile(logf.Name())
-			t.Fatalf("nginx does not listen on %d: %v\n%s", port, err, out)
-		}
-	}
-}
-
 // TestNginxProxiesSandboxes writes a site for a sandbox on 127.0.0.1,
 // checks it with nginx -t, runs nginx on it and sends HTTP and WebSocket
 // traffic through it over HTTP and HTTPS, then reloads with a second
 // sandbox and cleans up.
 func TestNginxProxiesSandboxes(t *testing.T) {
-	requireNginx(t)
+	nginxtest.Require(t)
 	l := newLayout(t)
-	before := snapshot(t, l.root)
+	before := nginxtest.Tree(t, l.root)
 
 	_, upPort := newUpstream(t, "first")
 	pki := newPKI(t, "127.0.0.1")
-	httpPort, httpsPort := freePort(t), freePort(t)
+	ports := nginxtest.FreePorts(t, 2)
+	httpPort, httpsPort := ports[0], ports[1]
 	site := Site{
 		ListenAddr: "127.0.0.1",
 		HTTPPort:   httpPort,
@@ -188,18 +94,12 @@ func TestNginxProxiesSandboxes(t *testing.T) {
 	}
 
 	nginxDir := filepath.Join(l.root, "nginx")
-	if err := os.MkdirAll(filepath.Join(nginxDir, "temp"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	conf := filepath.Join(nginxDir, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(mainConf(nginxDir, l.w.SitesEnabled)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	conf := nginxtest.WriteConf(t, nginxDir, nginxtest.IncludeSites(l.w.SitesEnabled))
 	ctx := context.Background()
-	if err := Test(ctx, nginxBin, conf); err != nil {
+	if err := Test(ctx, nginxtest.Bin, conf); err != nil {
 		t.Fatalf("nginx -t: %v", err)
 	}
-	startNginx(t, nginxDir, conf, httpPort)
+	nginxtest.Start(t, nginxDir, conf, httpPort)
 
 	plain := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	secure := &http.Client{
@@ -362,10 +262,10 @@ func TestNginxProxiesSandboxes(t *testing.T) {
 		if len(res.Written) != 1 || res.Written[0] != res.ConfigPath {
 			t.Errorf("written %q, want only the configuration", res.Written)
 		}
-		if err := Test(ctx, nginxBin, conf); err != nil {
+		if err := Test(ctx, nginxtest.Bin, conf); err != nil {
 			t.Fatal(err)
 		}
-		if err := Reload(ctx, nginxBin, "-p", nginxDir, "-c", conf); err != nil {
+		if err := Reload(ctx, nginxtest.Bin, "-p", nginxDir, "-c", conf); err != nil {
 			t.Fatal(err)
 		}
 		// The reload is asynchronous: new workers take over shortly.
@@ -390,7 +290,7 @@ func TestNginxProxiesSandboxes(t *testing.T) {
 		if _, err := l.w.Cleanup(); err != nil {
 			t.Fatal(err)
 		}
-		after := snapshot(t, l.root)
+		after := nginxtest.Tree(t, l.root)
 		for p := range after {
 			if strings.HasPrefix(p, nginxDir) {
 				delete(after, p) // nginx's own pid, logs and temp files
@@ -403,26 +303,23 @@ func TestNginxProxiesSandboxes(t *testing.T) {
 }
 
 func TestNginxTestReportsErrors(t *testing.T) {
-	requireNginx(t)
+	nginxtest.Require(t)
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(conf, []byte("events {}\nhttp { bogus_directive on; }\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err := Test(context.Background(), nginxBin, conf)
+	err := Test(context.Background(), nginxtest.Bin, conf)
 	if err == nil || !strings.Contains(err.Error(), `unknown directive "bogus_directive"`) {
 		t.Errorf("err = %v, want nginx's message", err)
 	}
 }
 
 func TestReloadWithoutRunningNginx(t *testing.T) {
-	requireNginx(t)
+	nginxtest.Require(t)
 	dir := t.TempDir()
-	conf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(mainConf(dir, filepath.Join(dir, "none"))), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	err := Reload(context.Background(), nginxBin, "-p", dir, "-c", conf)
+	conf := nginxtest.WriteConf(t, dir, nginxtest.IncludeSites(filepath.Join(dir, "none")))
+	err := Reload(context.Background(), nginxtest.Bin, "-p", dir, "-c", conf)
 	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "nginx.pid")) {
 		t.Errorf("err = %v, want nginx's message about the missing pid file", err)
 	}

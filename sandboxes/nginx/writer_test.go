@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/thon-dev/thon/internal/nginxtest"
 )
 
 // layout is a Debian-like /etc/nginx under a temporary directory, with
@@ -56,7 +58,7 @@ func hash8(s string) string {
 
 func TestWriteAndCleanup(t *testing.T) {
 	l := newLayout(t)
-	before := snapshot(t, l.root)
+	before := nginxtest.Tree(t, l.root)
 	pki := newPKI(t, "203.0.113.7")
 	site := Site{ExternalIP: "203.0.113.7", Sandboxes: []Location{{Port: 55001, Group: "team-a", User: "alice"}}}
 
@@ -111,7 +113,7 @@ func TestWriteAndCleanup(t *testing.T) {
 	}
 
 	// The manifest records every path created, and only those.
-	after := snapshot(t, l.root)
+	after := nginxtest.Tree(t, l.root)
 	created := diffKeys(before, after)
 	m, found, err := l.w.withDefaults(t).readManifest()
 	if err != nil || !found {
@@ -143,7 +145,7 @@ func TestWriteAndCleanup(t *testing.T) {
 	if !res.Unchanged || len(res.Written) != 0 || len(res.Removed) != 0 {
 		t.Errorf("rewrite: %+v, want unchanged", res)
 	}
-	if got := snapshot(t, l.root); !maps.Equal(got, after) {
+	if got := nginxtest.Tree(t, l.root); !maps.Equal(got, after) {
 		t.Error("an unchanged rewrite changed files")
 	}
 
@@ -182,7 +184,7 @@ func TestWriteAndCleanup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := snapshot(t, l.root); !maps.Equal(got, before) {
+	if got := nginxtest.Tree(t, l.root); !maps.Equal(got, before) {
 		t.Errorf("after cleanup\n got %v\nwant %v", got, before)
 	}
 	wantRemoved := []string{nb + ".pem", nb + "-key.pem", want.ConfigPath, want.EnabledPath, ssl, want.Manifest}
@@ -214,7 +216,7 @@ func TestCleanupKeepsForeignFilesInSSLDir(t *testing.T) {
 	if err := os.WriteFile(other, []byte("someone else's\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	before := snapshot(t, l.root)
+	before := nginxtest.Tree(t, l.root)
 	pki := newPKI(t, "127.0.0.1")
 	if _, err := l.w.Write(Site{ServerName: "hack.example.org"}, pki.certPEM, pki.keyPEM, pki.caPEM); err != nil {
 		t.Fatal(err)
@@ -225,7 +227,7 @@ func TestCleanupKeepsForeignFilesInSSLDir(t *testing.T) {
 	if _, err := l.w.Cleanup(); err != nil {
 		t.Fatal(err)
 	}
-	if got := snapshot(t, l.root); !maps.Equal(got, before) {
+	if got := nginxtest.Tree(t, l.root); !maps.Equal(got, before) {
 		t.Errorf("after cleanup\n got %v\nwant %v", got, before)
 	}
 }
@@ -301,7 +303,7 @@ func TestWriteRejectsBadInput(t *testing.T) {
 			if tt.mutate != nil {
 				tt.mutate(&w)
 			}
-			before := snapshot(t, l.root)
+			before := nginxtest.Tree(t, l.root)
 			_, err := w.Write(tt.site, tt.cert, tt.key, tt.ca)
 			if err == nil {
 				t.Fatal("accepted")
@@ -316,7 +318,7 @@ func TestWriteRejectsBadInput(t *testing.T) {
 					t.Errorf("err = %v, want a *FieldError for %q", err, tt.field)
 				}
 			}
-			if got := snapshot(t, l.root); !maps.Equal(got, before) {
+			if got := nginxtest.Tree(t, l.root); !maps.Equal(got, before) {
 				t.Errorf("files changed on rejected input\n got %v\nwant %v", got, before)
 			}
 		})
@@ -369,7 +371,7 @@ func TestCleanupRefusesForeignManifestEntries(t *testing.T) {
 			if err := os.WriteFile(w.Manifest, data, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			before := snapshot(t, l.root)
+			before := nginxtest.Tree(t, l.root)
 			removed, err := l.w.Cleanup()
 			if err == nil || !strings.Contains(err.Error(), "refusing to touch it") {
 				t.Errorf("err = %v", err)
@@ -377,7 +379,7 @@ func TestCleanupRefusesForeignManifestEntries(t *testing.T) {
 			if len(removed) != 0 {
 				t.Errorf("removed %q", removed)
 			}
-			if got := snapshot(t, l.root); !maps.Equal(got, before) {
+			if got := nginxtest.Tree(t, l.root); !maps.Equal(got, before) {
 				t.Error("a refused cleanup changed files")
 			}
 			// Write refuses the manifest too.
@@ -421,7 +423,7 @@ func TestCleanupLeavesReplacedPaths(t *testing.T) {
 
 func TestInspect(t *testing.T) {
 	l := newLayout(t)
-	st := Inspect(l.w, "/usr/sbin/nginx")
+	st := Inspect(l.w, nginxtest.Bin)
 	if !st.Installed || !regexp.MustCompile(`^\d+\.\d+\.\d+$`).MatchString(st.Version) {
 		t.Errorf("installed %v version %q problems %q", st.Installed, st.Version, st.Problems)
 	}
