@@ -184,10 +184,10 @@ func (m *Manager) provision(ctx context.Context, rec store.InstanceRecord, email
 		}); err != nil {
 			return rec, err
 		}
-		for _, f := range files {
-			if err := m.dc().CopyFile(ctx, id, f.path, f.content, sandboxUID, sandboxGID, f.mode); err != nil {
-				return rec, fmt.Errorf("writing %s into the sandbox: %w", f.path, dockerErr(err))
-			}
+		// One archive for every file: each copy call costs the engine a
+		// process of its own.
+		if err := m.dc().CopyFiles(ctx, id, files); err != nil {
+			return rec, fmt.Errorf("writing the sandbox's configuration: %w", dockerErr(err))
 		}
 		err = m.dc().Start(ctx, id)
 		if errors.Is(err, docker.ErrPortInUse) && attempt < 3 {
@@ -355,17 +355,14 @@ func (m *Manager) DeleteWorkspace(ctx context.Context, group, user string) error
 	return nil
 }
 
-type sandboxFile struct {
-	path    string
-	content []byte
-	mode    os.FileMode
-}
-
 // sandboxFiles are the files injected into a new container: the Kilo
 // config with the user's values filled in, the VS Code settings, and with
 // a password the code-server config.
-func (m *Manager) sandboxFiles(ctx context.Context, rec store.InstanceRecord, email string) ([]sandboxFile, error) {
-	var files []sandboxFile
+func (m *Manager) sandboxFiles(ctx context.Context, rec store.InstanceRecord, email string) ([]docker.File, error) {
+	var files []docker.File
+	file := func(p string, content []byte, mode os.FileMode) docker.File {
+		return docker.File{Path: p, Content: content, UID: sandboxUID, GID: sandboxGID, Mode: mode}
+	}
 	kilo, ok := "", false
 	if m.conf().KiloFor != nil {
 		var err error
@@ -381,18 +378,18 @@ func (m *Manager) sandboxFiles(ctx context.Context, rec store.InstanceRecord, em
 		kilo = res.Content
 	}
 	if kilo != "" {
-		files = append(files, sandboxFile{kiloConfigPath, []byte(llm.FillPlaceholders(kilo, rec.User, email, workspaceMount)), 0o600})
+		files = append(files, file(kiloConfigPath, []byte(llm.FillPlaceholders(kilo, rec.User, email, workspaceMount)), 0o600))
 	}
 	res, err := m.store.ResolveConfig(ctx, store.KeyVSCodeSettings, m.conf().VSCodeSettingsFile)
 	if err != nil {
 		return nil, err
 	}
 	if res.Content != "" {
-		files = append(files, sandboxFile{vscodeSettingsPath, []byte(res.Content), 0o644})
+		files = append(files, file(vscodeSettingsPath, []byte(res.Content), 0o644))
 	}
 	if rec.Password != "" {
 		conf := fmt.Sprintf("bind-addr: 0.0.0.0:%d\nauth: password\npassword: %s\ncert: false\n", m.conf().ContainerPort, rec.Password)
-		files = append(files, sandboxFile{codeServerConfig, []byte(conf), 0o600})
+		files = append(files, file(codeServerConfig, []byte(conf), 0o600))
 	}
 	return files, nil
 }

@@ -76,6 +76,9 @@ func (e *unreachableError) Unwrap() error { return e.err }
 // Client is a connection to one Docker engine. It is safe for concurrent use.
 type Client struct {
 	api *client.Client
+	// dirs remembers which directories the images of fresh containers
+	// have (see CopyFiles).
+	dirs imageDirs
 }
 
 // New returns a client for the engine at host, such as

@@ -254,6 +254,117 @@ func TestCopyFile(t *testing.T) {
 	}
 }
 
+// TestCopyFiles writes several files in one archive into fresh containers
+// of one image (the second from the directory cache), into a container
+// written before it ever ran, and into a running one, whose directories
+// must be asked of the engine again.
+func TestCopyFiles(t *testing.T) {
+	t.Parallel()
+	c := testClient(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	const (
+		kiloPath     = "/home/vscode/.config/kilo/config.json"
+		settingsPath = "/home/vscode/.local/share/code-server/User/settings.json"
+		rootPath     = "/workspace/seed/root.txt"
+	)
+	files := []File{
+		{Path: kiloPath, Content: []byte(`{"k": 1}`), UID: 1001, GID: 1001, Mode: 0o600},
+		{Path: settingsPath, Content: []byte(`{"s": 2}`), UID: 1001, GID: 1001, Mode: 0o644},
+		{Path: rootPath, Content: []byte("root"), UID: 0, GID: 0, Mode: 0o644},
+	}
+	check := func(name, id string, port int) {
+		t.Helper()
+		for _, tc := range []struct {
+			dir, entry string
+			uid, mode  int64
+		}{
+			{"/home/vscode/.config/kilo", "kilo", 1001, 0o755},
+			{"/home/vscode/.config/kilo", "kilo/config.json", 1001, 0o600},
+			{"/home/vscode/.local", ".local", 1001, 0o755},
+			{"/home/vscode/.local/share/code-server/User", "User/settings.json", 1001, 0o644},
+			{"/workspace/seed", "seed", 0, 0o755},
+			{"/workspace/seed", "seed/root.txt", 0, 0o644},
+			{"/home/vscode", "vscode", 1001, 0o755}, // existing: left alone
+			{"/home", "home", 0, 0o755},
+		} {
+			h := archiveHeaders(t, c, id, tc.dir)[tc.entry]
+			if h == nil || int64(h.Uid) != tc.uid || h.Mode&0o777 != tc.mode {
+				t.Errorf("%s: %s in %s: %+v, want uid %d mode %o", name, tc.entry, tc.dir, h, tc.uid, tc.mode)
+			}
+		}
+		for p, want := range map[string]string{kiloPath: `{"k": 1}`, settingsPath: `{"s": 2}`} {
+			if status, body, err := get(port, "/files?path="+url.QueryEscape(p)); err != nil || status != http.StatusOK || body != want {
+				t.Errorf("%s: read back %s: %d %q %v", name, p, status, body, err)
+			}
+		}
+	}
+	// Two fresh containers: the first asks the engine, the second is
+	// answered from what the first taught.
+	for _, name := range []string{"first", "second"} {
+		spec := testSpec(t)
+		id := create(t, c, spec)
+		if err := c.CopyFiles(ctx, id, files); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		start(t, c, id)
+		waitHealthy(t, spec.HostPort)
+		check(name, id, spec.HostPort)
+	}
+
+	// Written twice before it ran: the directory the first call made is
+	// not the image's missing one and keeps its owner.
+	spec := testSpec(t)
+	id := create(t, c, spec)
+	if err := c.CopyFiles(ctx, id, []File{{Path: "/home/vscode/new/a", Content: []byte("a"), UID: 1001, GID: 1001, Mode: 0o644}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CopyFiles(ctx, id, []File{{Path: "/home/vscode/new/b", Content: []byte("b"), UID: 0, GID: 0, Mode: 0o644}}); err != nil {
+		t.Fatal(err)
+	}
+	if h := archiveHeaders(t, c, id, "/home/vscode/new")["new"]; h == nil || h.Uid != 1001 {
+		t.Errorf("a directory made by an earlier call changed owner: %+v", h)
+	}
+
+	// A running container: code-server made /workspace/made, which a
+	// fresh container of the image lacks (and the cache says so); writing
+	// a root file into it must leave it vscode's.
+	spec = testSpec(t)
+	running := create(t, c, spec)
+	start(t, c, running)
+	waitHealthy(t, spec.HostPort)
+	if status, err := put(spec.HostPort, "/files?path=/workspace/made/own.txt", "x"); err != nil || status != http.StatusNoContent {
+		t.Fatalf("write by the server: %d %v", status, err)
+	}
+	fresh := create(t, c, testSpec(t))
+	if err := c.CopyFiles(ctx, fresh, []File{{Path: "/workspace/made/f", Content: []byte("f"), UID: 0, GID: 0, Mode: 0o644}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CopyFiles(ctx, running, []File{{Path: "/workspace/made/root.txt", Content: []byte("r"), UID: 0, GID: 0, Mode: 0o644}}); err != nil {
+		t.Fatal(err)
+	}
+	if status, err := put(spec.HostPort, "/files?path=/workspace/made/again.txt", "y"); err != nil || status != http.StatusNoContent {
+		t.Errorf("the server's directory changed owner: write into it: %d %v", status, err)
+	}
+
+	for i, tc := range []struct {
+		files []File
+		want  string
+	}{
+		{[]File{files[0], files[0]}, "given twice"},
+		{[]File{files[0], {Path: "/a/../b", Mode: 0o644}}, `path "/a/../b": must be a clean absolute file path`},
+		{[]File{files[0], {Path: "/usr/bin/code-server/x", Mode: 0o644}}, "/usr/bin/code-server: not a directory"},
+	} {
+		if err := c.CopyFiles(ctx, fresh, tc.files); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("case %d: %v, want %q", i, err, tc.want)
+		}
+	}
+	if _, err := c.api.ContainerStatPath(ctx, fresh, kiloPath); err == nil {
+		t.Error("a refused call wrote a file")
+	}
+}
+
 // archiveHeaders reads the tar headers of path in the container, by name.
 func archiveHeaders(t *testing.T, c *Client, id, path string) map[string]*tar.Header {
 	t.Helper()
