@@ -4,7 +4,15 @@
 //
 // Both sides start the same image with the same limits and a named volume at
 // /workspace, on ports published on 127.0.0.1, and count a sandbox only once
-// its /healthz answers 200 there. The sides run in one process, one after the
+// its /healthz answers 200 there. Two workloads are measured. "original" is
+// a sandbox set up as the original set it up: its Kilo Code config
+// (placeholders filled for its user) and VS Code settings written in, and
+// code-server started; the loop does it the original's way (a container,
+// then one `docker exec` shell decoding base64 per file, then code-server
+// started by `docker exec -d`), thon its own (both files in one archive
+// through the engine's archive API before the first start, code-server as
+// the container's command). "bare" writes nothing and starts code-server
+// as the container's command on both sides: the engine's own work. The sides run in one process, one after the
 // other, in alternating order per N so that drift of the machine weighs on
 // both. Every container and volume made is removed between runs, at the end,
 // and on Ctrl-C.
@@ -46,6 +54,14 @@ type options struct {
 	readyTimeout time.Duration
 	results      string // RESULTS.md to update; "" = none
 	warmup       bool
+	workloads    []workload
+}
+
+// workload is what every sandbox gets besides its container.
+type workload struct {
+	name     string
+	kilo     string // Kilo config file (JSONC, with placeholders); "" = none
+	settings string // VS Code settings file; "" = none
 }
 
 func main() {
@@ -79,8 +95,29 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.readyTimeout, "ready-timeout", 2*time.Minute, "how long one sandbox may take to answer /healthz")
 	fs.StringVar(&o.results, "results", "bench/RESULTS.md", `results file whose "Provisioning" section is rewritten; empty for none`)
 	fs.BoolVar(&o.warmup, "warmup", true, "start and remove one sandbox each way first, unmeasured")
+	wls := fs.String("workload", "original,bare", `workloads to measure, comma-separated: "original" (every sandbox set up as the original did: Kilo config and VS Code settings written in, code-server started) and "bare" (nothing written, code-server as the container's command); the verdict is for each`)
+	kilo := fs.String("kilo", "internal/jsonc/testdata/kilo.jsonc.example", "Kilo config of the original workload (the original's example)")
+	settings := fs.String("settings", "internal/jsonc/testdata/vscode-settings.jsonc.example", "VS Code settings of the original workload (the original's example)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	seenWL := map[string]bool{}
+	for name := range strings.SplitSeq(*wls, ",") {
+		name = strings.TrimSpace(name)
+		switch {
+		case seenWL[name]:
+			return o, fmt.Errorf("workload: %q is listed twice", name)
+		case name == "original":
+			if *kilo == "" || *settings == "" {
+				return o, errors.New("workload original: needs -kilo and -settings")
+			}
+			o.workloads = append(o.workloads, workload{name: name, kilo: *kilo, settings: *settings})
+		case name == "bare":
+			o.workloads = append(o.workloads, workload{name: name})
+		default:
+			return o, fmt.Errorf("workload: %q is not original or bare", name)
+		}
+		seenWL[name] = true
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -151,11 +188,15 @@ func (o options) limits() limits {
 
 // measurement is one timed run of one side.
 type measurement struct {
+	workload    string
 	n           int
 	side        string // "loop" or "thon"
 	concurrency int    // thon only
 	elapsed     time.Duration
+	cpu         time.Duration // CPU time the machine spent meanwhile
 }
+
+func (m measurement) cpuPerSandbox() time.Duration { return m.cpu / time.Duration(m.n) }
 
 func (m measurement) perSandbox() time.Duration { return m.elapsed / time.Duration(m.n) }
 
@@ -184,41 +225,52 @@ func run(o options) error {
 	cl := &cleaner{}
 	defer cl.removeAll()
 
+	loaded := make([]loadedWorkload, len(o.workloads))
+	for i, w := range o.workloads {
+		if loaded[i], err = w.load(); err != nil {
+			return err
+		}
+	}
+
 	if o.warmup {
 		fmt.Fprintln(os.Stderr, "warm-up: one sandbox each way (not measured)")
-		if _, err := measureLoop(ctx, cl, lim, 1); err != nil {
+		if _, err := measureLoop(ctx, cl, lim, loaded[0], 1); err != nil {
 			return fmt.Errorf("warm-up of the loop: %w", err)
 		}
-		if _, err := measureThon(ctx, cl, dc, lim, 1, o.concurrency[0], log); err != nil {
+		if _, err := measureThon(ctx, cl, dc, lim, loaded[0], 1, o.concurrency[0], log); err != nil {
 			return fmt.Errorf("warm-up of thon: %w", err)
 		}
 	}
 
 	var ms []measurement
-	for i, n := range o.ns {
-		sides := []string{"loop", "thon"}
-		if i%2 == 1 {
-			sides = []string{"thon", "loop"}
-		}
-		for _, side := range sides {
-			if side == "loop" {
-				fmt.Fprintf(os.Stderr, "N=%d loop: sequential docker run ...\n", n)
-				m, err := measureLoop(ctx, cl, lim, n)
-				if err != nil {
-					return fmt.Errorf("N=%d loop: %w", n, err)
-				}
-				fmt.Fprintf(os.Stderr, "N=%d loop: %.2fs\n", n, m.elapsed.Seconds())
-				ms = append(ms, m)
-				continue
+	turn := 0
+	for _, w := range loaded {
+		for _, n := range o.ns {
+			sides := []string{"loop", "thon"}
+			if turn%2 == 1 {
+				sides = []string{"thon", "loop"}
 			}
-			for _, c := range o.concurrency {
-				fmt.Fprintf(os.Stderr, "N=%d thon (concurrency %d): StartGroup ...\n", n, c)
-				m, err := measureThon(ctx, cl, dc, lim, n, c, log)
-				if err != nil {
-					return fmt.Errorf("N=%d thon (concurrency %d): %w", n, c, err)
+			turn++
+			for _, side := range sides {
+				if side == "loop" {
+					fmt.Fprintf(os.Stderr, "%s N=%d loop: sequential docker run ...\n", w.name, n)
+					m, err := measureLoop(ctx, cl, lim, w, n)
+					if err != nil {
+						return fmt.Errorf("%s N=%d loop: %w", w.name, n, err)
+					}
+					fmt.Fprintf(os.Stderr, "%s N=%d loop: %.2fs\n", w.name, n, m.elapsed.Seconds())
+					ms = append(ms, m)
+					continue
 				}
-				fmt.Fprintf(os.Stderr, "N=%d thon (concurrency %d): %.2fs\n", n, c, m.elapsed.Seconds())
-				ms = append(ms, m)
+				for _, c := range o.concurrency {
+					fmt.Fprintf(os.Stderr, "%s N=%d thon (concurrency %d): StartGroup ...\n", w.name, n, c)
+					m, err := measureThon(ctx, cl, dc, lim, w, n, c, log)
+					if err != nil {
+						return fmt.Errorf("%s N=%d thon (concurrency %d): %w", w.name, n, c, err)
+					}
+					fmt.Fprintf(os.Stderr, "%s N=%d thon (concurrency %d): %.2fs\n", w.name, n, c, m.elapsed.Seconds())
+					ms = append(ms, m)
+				}
 			}
 		}
 	}

@@ -82,6 +82,9 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-image", ""}, "image: required"},
 		{[]string{"-ready-timeout", "0s"}, "ready-timeout: 0s is not positive"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
+		{[]string{"-workload", "bare,bare"}, `workload: "bare" is listed twice`},
+		{[]string{"-workload", "full"}, `workload: "full" is not original or bare`},
+		{[]string{"-kilo", ""}, "workload original: needs -kilo and -settings"},
 	} {
 		_, err := parseFlags(tc.args, io.Discard)
 		if err == nil || err.Error() != tc.wantErr {
@@ -92,7 +95,10 @@ func TestParseFlags(t *testing.T) {
 
 func TestDockerRunArgs(t *testing.T) {
 	lim := limits{image: "img:1", memory: 256 << 20, nanoCPUs: 5e8, pids: 128}
-	got := strings.Join(dockerRunArgs(lim, "g", "u", "thon-g-u", 20001), " ")
+	if idle := strings.Join(dockerRunArgs(lim, "g", "u", "thon-g-u", 20001, false), " "); !strings.HasSuffix(idle, " img:1 sleep 2147483647") {
+		t.Errorf("idle container: %s", idle)
+	}
+	got := strings.Join(dockerRunArgs(lim, "g", "u", "thon-g-u", 20001, true), " ")
 	for _, want := range []string{
 		"run -d --name thon-g-u ",
 		"-p 127.0.0.1:20001:8443 ",
@@ -151,32 +157,45 @@ func FuzzReplaceSection(f *testing.F) {
 func TestReportVerdict(t *testing.T) {
 	s := time.Second
 	r := report{
-		opts: options{ns: []int{10, 100}, concurrency: []int{16, 8}, image: "img", memoryMiB: 256, cpus: 0.5, pids: 128},
+		opts: options{ns: []int{10, 100}, concurrency: []int{16, 8}, image: "img", memoryMiB: 256, cpus: 0.5, pids: 128,
+			workloads: []workload{{name: "original", kilo: "k.jsonc", settings: "s.jsonc"}, {name: "bare"}}},
 		ms: []measurement{
-			{n: 10, side: "loop", elapsed: 10 * s},
-			{n: 10, side: "thon", concurrency: 8, elapsed: 4 * s},
-			{n: 10, side: "thon", concurrency: 16, elapsed: 3 * s},
-			{n: 100, side: "loop", elapsed: 100 * s},
-			{n: 100, side: "thon", concurrency: 8, elapsed: 40 * s},
-			{n: 100, side: "thon", concurrency: 16, elapsed: 25 * s},
+			{workload: "original", n: 10, side: "loop", elapsed: 10 * s, cpu: 5 * s},
+			{workload: "original", n: 10, side: "thon", concurrency: 8, elapsed: 4 * s, cpu: 3 * s},
+			{workload: "original", n: 10, side: "thon", concurrency: 16, elapsed: 3 * s, cpu: 3 * s},
+			{workload: "original", n: 100, side: "loop", elapsed: 100 * s, cpu: 50 * s},
+			{workload: "original", n: 100, side: "thon", concurrency: 8, elapsed: 40 * s, cpu: 30 * s},
+			{workload: "original", n: 100, side: "thon", concurrency: 16, elapsed: 25 * s, cpu: 30 * s},
+			{workload: "bare", n: 10, side: "loop", elapsed: 5 * s},
+			{workload: "bare", n: 10, side: "thon", concurrency: 16, elapsed: 2 * s},
+			{workload: "bare", n: 100, side: "loop", elapsed: 50 * s},
+			{workload: "bare", n: 100, side: "thon", concurrency: 16, elapsed: 25 * s},
 		},
 	}
-	if c := r.bestConcurrency(); c != 16 {
+	if c := r.bestConcurrency("original"); c != 16 {
 		t.Errorf("best concurrency %d, want 16", c)
 	}
 	md := r.markdown()
 	for _, want := range []string{
-		"| 10 | 10.00 | 1.000 | 16 | 3.00 | 0.300 | 3.33× |",
-		"| 100 | 100.00 | 1.000 | 8 | 40.00 | 0.400 | 2.50× |",
+		"### Workload: original\n",
+		"the Kilo Code config `k.jsonc`",
+		"| 10 | 10.00 | 1.000 | 0.500 | 16 | 3.00 | 0.300 | 0.300 | 3.33× |",
+		"| 100 | 100.00 | 1.000 | 0.500 | 8 | 40.00 | 0.400 | 0.300 | 2.50× |",
 		"loop 1.00, thon (concurrency 16) 0.83, thon (concurrency 8) 1.00.",
 		"the fastest at N=100 was 16. The verdict below is for the first listed, 16,",
-		"met at every N with concurrency 16; the smallest ratio is 3.33×.",
+		"workload original: met at every N with concurrency 16; the smallest ratio is 3.33×.",
+		"### Workload: bare\n",
+		"| 100 | 50.00 | 0.500 | 0.000 | 16 | 25.00 | 0.250 | 0.000 | 2.00× |",
+		"workload bare: not met with concurrency 16 at N=10 (2.50×), N=100 (2.00×).",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
 	}
-	if v := r.verdict(8); !strings.Contains(v, "not met with concurrency 8 at N=10 (2.50×), N=100 (2.50×)") {
+	if strings.Index(md, "### Workload: original") > strings.Index(md, "### Workload: bare") {
+		t.Error("workloads out of the order given")
+	}
+	if v := r.verdict("original", 8); !strings.Contains(v, "not met with concurrency 8 at N=10 (2.50×), N=100 (2.50×)") {
 		t.Errorf("verdict: %s", v)
 	}
 }

@@ -77,9 +77,9 @@ type report struct {
 	date    time.Time
 }
 
-func (r report) find(n int, side string, concurrency int) (measurement, bool) {
+func (r report) find(workload string, n int, side string, concurrency int) (measurement, bool) {
 	for _, m := range r.ms {
-		if m.n == n && m.side == side && (side == "loop" || m.concurrency == concurrency) {
+		if m.workload == workload && m.n == n && m.side == side && (side == "loop" || m.concurrency == concurrency) {
 			return m, true
 		}
 	}
@@ -106,23 +106,48 @@ func (r report) markdown() string {
 	if o.warmup {
 		b.WriteString("; one unmeasured sandbox each way warms the engine up first")
 	}
-	b.WriteString(". Containers and volumes are removed after every run.\n\n")
+	b.WriteString(". Containers and volumes are removed after every run. **CPU s/sandbox** is the CPU time the whole " +
+		"machine spent during a run (from /proc/stat: the engine, its helper processes, the docker CLI, the containers, thon) " +
+		"divided by N: a launcher on this machine cannot go faster than that divided by its CPU count per sandbox.\n\n")
 
-	b.WriteString("| N | loop total (s) | loop s/sandbox | thon concurrency | thon total (s) | thon s/sandbox | loop / thon |\n")
-	b.WriteString("|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, w := range o.workloads {
+		r.workloadSection(&b, w)
+	}
+	return b.String()
+}
+
+// workloadSection is one workload's table, linearity and verdict.
+func (r report) workloadSection(b *strings.Builder, w workload) {
+	o := r.opts
+	switch w.name {
+	case "original":
+		fmt.Fprintf(b, "### Workload: original\n\nEvery sandbox is set up as the original set it up (its main.py): the Kilo Code "+
+			"config `%s` (placeholders filled for the user) and the VS Code settings `%s` (the original's examples) written in, "+
+			"and code-server started. The loop does it the original's way: `docker run -d` of the container with an idle command, "+
+			"then per file `docker exec -u vscode <name> sh -c` making the directory and decoding the content from base64, then "+
+			"code-server started in the background by `docker exec -d -u vscode`. thon does it its way: both files in one archive "+
+			"through the engine's archive API before the first start, code-server as the container's command. Both sides' files "+
+			"are read back from one sandbox of every run, untimed.\n\n", w.kilo, w.settings)
+	case "bare":
+		b.WriteString("### Workload: bare\n\nNothing is written into the sandboxes and code-server is the container's command on " +
+			"both sides: the container start alone, the engine's own work per container, about the same CPU time on both sides. " +
+			"thon's time per sandbox cannot go below its CPU s/sandbox ÷ the CPU count, however many launches run at once.\n\n")
+	}
+	b.WriteString("| N | loop total (s) | loop s/sandbox | loop CPU s/sandbox | thon concurrency | thon total (s) | thon s/sandbox | thon CPU s/sandbox | loop / thon |\n")
+	b.WriteString("|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, n := range o.ns {
-		loop, ok := r.find(n, "loop", 0)
+		loop, ok := r.find(w.name, n, "loop", 0)
 		if !ok {
 			continue
 		}
 		for _, c := range o.concurrency {
-			t, ok := r.find(n, "thon", c)
+			t, ok := r.find(w.name, n, "thon", c)
 			if !ok {
 				continue
 			}
-			fmt.Fprintf(&b, "| %d | %.2f | %.3f | %d | %.2f | %.3f | %.2f× |\n", n,
-				loop.elapsed.Seconds(), loop.perSandbox().Seconds(), c,
-				t.elapsed.Seconds(), t.perSandbox().Seconds(), ratio(loop.elapsed, t.elapsed))
+			fmt.Fprintf(b, "| %d | %.2f | %.3f | %.3f | %d | %.2f | %.3f | %.3f | %.2f× |\n", n,
+				loop.elapsed.Seconds(), loop.perSandbox().Seconds(), loop.cpuPerSandbox().Seconds(), c,
+				t.elapsed.Seconds(), t.perSandbox().Seconds(), t.cpuPerSandbox().Seconds(), ratio(loop.elapsed, t.elapsed))
 		}
 	}
 
@@ -131,16 +156,16 @@ func (r report) markdown() string {
 		for _, n := range o.ns {
 			lo, hi = min(lo, n), max(hi, n)
 		}
-		fmt.Fprintf(&b, "\nLinearity, s/sandbox at N=%d ÷ s/sandbox at N=%d (1.00 = linear; above 1, each sandbox costs more as N grows): ", hi, lo)
+		fmt.Fprintf(b, "\nLinearity, s/sandbox at N=%d ÷ s/sandbox at N=%d (1.00 = linear; above 1, each sandbox costs more as N grows): ", hi, lo)
 		var parts []string
-		if a, ok := r.find(lo, "loop", 0); ok {
-			if z, ok := r.find(hi, "loop", 0); ok {
+		if a, ok := r.find(w.name, lo, "loop", 0); ok {
+			if z, ok := r.find(w.name, hi, "loop", 0); ok {
 				parts = append(parts, fmt.Sprintf("loop %.2f", ratio(z.perSandbox(), a.perSandbox())))
 			}
 		}
 		for _, c := range o.concurrency {
-			if a, ok := r.find(lo, "thon", c); ok {
-				if z, ok := r.find(hi, "thon", c); ok {
+			if a, ok := r.find(w.name, lo, "thon", c); ok {
+				if z, ok := r.find(w.name, hi, "thon", c); ok {
 					parts = append(parts, fmt.Sprintf("thon (concurrency %d) %.2f", c, ratio(z.perSandbox(), a.perSandbox())))
 				}
 			}
@@ -149,21 +174,20 @@ func (r report) markdown() string {
 	}
 
 	if len(o.concurrency) > 1 {
-		fmt.Fprintf(&b, "\nConcurrency values measured: %s; the fastest at N=%d was %d. The verdict below is for "+
+		fmt.Fprintf(b, "\nConcurrency values measured: %s; the fastest at N=%d was %d. The verdict below is for "+
 			"the first listed, %d, so that it does not rest on the best of several noisy runs.\n",
-			joinInts(o.concurrency), o.ns[len(o.ns)-1], r.bestConcurrency(), o.concurrency[0])
+			joinInts(o.concurrency), o.ns[len(o.ns)-1], r.bestConcurrency(w.name), o.concurrency[0])
 	}
-	b.WriteString("\n" + r.verdict(o.concurrency[0]) + "\n")
-	return b.String()
+	b.WriteString("\n" + r.verdict(w.name, o.concurrency[0]) + "\n\n")
 }
 
 // bestConcurrency is the concurrency with the shortest thon run at the
 // last N measured.
-func (r report) bestConcurrency() int {
+func (r report) bestConcurrency(workload string) int {
 	n := r.opts.ns[len(r.opts.ns)-1]
 	best, bestT := r.opts.concurrency[0], time.Duration(-1)
 	for _, c := range r.opts.concurrency {
-		if t, ok := r.find(n, "thon", c); ok && (bestT < 0 || t.elapsed < bestT) {
+		if t, ok := r.find(workload, n, "thon", c); ok && (bestT < 0 || t.elapsed < bestT) {
 			best, bestT = c, t.elapsed
 		}
 	}
@@ -172,12 +196,12 @@ func (r report) bestConcurrency() int {
 
 // verdict states, from the figures, whether thon met the goal of issue 3
 // at every N: at least 3× faster than the loop.
-func (r report) verdict(c int) string {
+func (r report) verdict(workload string, c int) string {
 	var short []string
 	minR := 0.0
 	for i, n := range r.opts.ns {
-		loop, ok1 := r.find(n, "loop", 0)
-		t, ok2 := r.find(n, "thon", c)
+		loop, ok1 := r.find(workload, n, "loop", 0)
+		t, ok2 := r.find(workload, n, "thon", c)
 		if !ok1 || !ok2 {
 			continue
 		}
@@ -190,9 +214,9 @@ func (r report) verdict(c int) string {
 		}
 	}
 	if len(short) == 0 {
-		return fmt.Sprintf("Goal (issue 3: at least 3× faster than the loop) met at every N with concurrency %d; the smallest ratio is %.2f×.", c, minR)
+		return fmt.Sprintf("Goal (issue 3: at least 3× faster than the loop), workload %s: met at every N with concurrency %d; the smallest ratio is %.2f×.", workload, c, minR)
 	}
-	return fmt.Sprintf("Goal (issue 3: at least 3× faster than the loop) not met with concurrency %d at %s.", c, strings.Join(short, ", "))
+	return fmt.Sprintf("Goal (issue 3: at least 3× faster than the loop), workload %s: not met with concurrency %d at %s.", workload, c, strings.Join(short, ", "))
 }
 
 func ratio(a, b time.Duration) float64 {

@@ -5,15 +5,19 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/thon-dev/thon/llm"
 )
 
 // labelBench marks the reference's containers. They carry thon.group and
@@ -198,3 +202,63 @@ func dockerLines(args ...string) ([]string, error) {
 	}
 	return strings.Fields(string(out)), nil
 }
+
+// checkFiles reads the workload's files back from the sandbox of user on
+// port (the test server serves files of its home through /files) and
+// compares them with what the loop writes: both sides must have done the
+// same work.
+func checkFiles(ctx context.Context, w loadedWorkload, port int, user string) error {
+	if w.kiloText == "" && w.settingsText == "" {
+		return nil
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	for p, want := range map[string]string{
+		kiloPath:     llm.FillPlaceholders(w.kiloText, user, user+"@example.com", "/workspace"),
+		settingsPath: w.settingsText,
+	} {
+		u := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) + "/files?path=" + url.QueryEscape(p)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return fmt.Errorf("reading %s back from %s: %v", p, user, err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("reading %s back from %s: %s %v", p, user, resp.Status, err)
+		}
+		if string(got) != want {
+			return fmt.Errorf("%s in %s's sandbox is not what was to be written (%d bytes, want %d)", p, user, len(got), len(want))
+		}
+	}
+	return nil
+}
+
+// busyCPU is the CPU time the whole machine has spent so far (user,
+// nice, system, irq and softirq over every CPU), from /proc/stat.
+func busyCPU() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0
+	}
+	var ticks int64
+	for _, i := range []int{1, 2, 3, 6, 7} { // user nice system irq softirq
+		v, err := strconv.ParseInt(f[i], 10, 64)
+		if err != nil {
+			return 0
+		}
+		ticks += v
+	}
+	return time.Duration(ticks) * time.Second / clockTicks
+}
+
+// clockTicks is USER_HZ, the unit of /proc/stat: 100 on Linux.
+const clockTicks = 100

@@ -20,7 +20,7 @@ import (
 // StartGroup then WaitOperation, in a fresh database. The manager reports
 // a sandbox done only once its /healthz answered; every port is checked
 // once more afterwards, outside the timing.
-func measureThon(ctx context.Context, cl *cleaner, dc *docker.Client, lim limits, n, concurrency int, log *slog.Logger) (measurement, error) {
+func measureThon(ctx context.Context, cl *cleaner, dc *docker.Client, lim limits, w loadedWorkload, n, concurrency int, log *slog.Logger) (measurement, error) {
 	dir, err := os.MkdirTemp("", "thon-bench-")
 	if err != nil {
 		return measurement{}, err
@@ -53,6 +53,10 @@ func measureThon(ctx context.Context, cl *cleaner, dc *docker.Client, lim limits
 		Concurrency:  concurrency,
 		ReadyTimeout: lim.readyWait,
 		Logger:       log,
+		// The original workload: the files as an organiser passes them
+		// (--kilo, --vscode-settings), read and filled in per sandbox.
+		KiloFile:           w.kilo,
+		VSCodeSettingsFile: w.settings,
 	})
 	if err != nil {
 		return measurement{}, err
@@ -60,13 +64,13 @@ func measureThon(ctx context.Context, cl *cleaner, dc *docker.Client, lim limits
 	cl.add(group)
 	defer cl.remove(group)
 
-	start := time.Now()
+	start, cpu0 := time.Now(), busyCPU()
 	op, err := m.StartGroup(ctx, group)
 	if err != nil {
 		return measurement{}, err
 	}
 	done, err := m.WaitOperation(ctx, op.ID)
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), busyCPU()-cpu0
 	if err != nil {
 		if ctx.Err() == nil {
 			return measurement{}, err
@@ -106,5 +110,9 @@ func measureThon(ctx context.Context, cl *cleaner, dc *docker.Client, lim limits
 	if err := checkHealthy(ctx, ports); err != nil {
 		return measurement{}, err
 	}
-	return measurement{n: n, side: "thon", concurrency: concurrency, elapsed: elapsed}, nil
+	last := list[len(list)-1]
+	if err := checkFiles(ctx, w, last.Port, last.User); err != nil {
+		return measurement{}, err
+	}
+	return measurement{workload: w.name, n: n, side: "thon", concurrency: concurrency, elapsed: elapsed, cpu: cpu}, nil
 }
