@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -97,16 +96,6 @@ func (s *Server) persistentWorkspaces() bool {
 	return s.sandboxes != nil && s.sandboxes.Config().Workspace != sandboxes.WorkspaceEphemeral
 }
 
-// workspaceName names the persistent workspace of a user: its volume or
-// its host directory.
-func (s *Server) workspaceName(group, user string) string {
-	cfg := s.sandboxes.Config()
-	if cfg.Workspace == sandboxes.WorkspaceBind {
-		return filepath.Join(cfg.WorkspaceDir, group, user)
-	}
-	return sandboxes.VolumeName(group, user)
-}
-
 // groupUser names a user of a group.
 type groupUser struct{ group, user string }
 
@@ -190,7 +179,7 @@ func (s *Server) ensureWorkspace(ctx context.Context, group, user string) *works
 	if !s.persistentWorkspaces() {
 		return nil
 	}
-	st := &workspaceStatus{Name: s.workspaceName(group, user), Ensured: true}
+	st := &workspaceStatus{Name: s.sandboxes.WorkspaceName(group, user), Ensured: true}
 	if err := s.eachWorkspace(ctx, []groupUser{{group, user}}, s.sandboxes.EnsureWorkspace)[0]; err != nil {
 		st.Ensured, st.Error = false, err.Error()
 		s.logger.Warn("workspace of a new user not created; it is created when the sandbox starts",
@@ -210,7 +199,7 @@ func (s *Server) dropWorkspaces(ctx context.Context, users []groupUser, del bool
 		return fates
 	}
 	for i, u := range users {
-		fates[i] = workspaceFate{Workspace: workspaceKept, WorkspaceName: s.workspaceName(u.group, u.user)}
+		fates[i] = workspaceFate{Workspace: workspaceKept, WorkspaceName: s.sandboxes.WorkspaceName(u.group, u.user)}
 	}
 	if !del {
 		return fates

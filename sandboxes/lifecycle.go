@@ -60,7 +60,7 @@ func (m *Manager) Launch(ctx context.Context, group, user string) (Instance, err
 
 	rec = store.InstanceRecord{
 		Group: group, User: user, UserID: u.ID, Name: ContainerName(group, user),
-		State: string(StateStarting), Image: m.conf().Image, Workspace: m.workspaceName(group, user),
+		State: string(StateStarting), Image: m.conf().Image, Workspace: m.WorkspaceName(group, user),
 		URL: m.url(group, user),
 	}
 	if m.conf().Secure {
@@ -284,7 +284,9 @@ func (m *Manager) spec(rec store.InstanceRecord) docker.Spec {
 	return s
 }
 
-func (m *Manager) workspaceName(group, user string) string {
+// WorkspaceName names the workspace of a user in the configured mode: its
+// volume, its host directory, or WorkspaceEphemeral.
+func (m *Manager) WorkspaceName(group, user string) string {
 	switch m.conf().Workspace {
 	case WorkspaceVolume:
 		return VolumeName(group, user)
@@ -394,12 +396,23 @@ func (m *Manager) sandboxFiles(ctx context.Context, rec store.InstanceRecord, em
 	return files, nil
 }
 
+// Polling of /healthz while a sandbox starts: every healthPollFast for the
+// first healthPatience (a sandbox is handed over as soon as it answers, and a
+// failed poll costs next to nothing), then backing off to healthPollSlow for
+// one that takes long.
+const (
+	healthPollFast  = 20 * time.Millisecond
+	healthPatience  = 5 * time.Second
+	healthPollSlow  = 250 * time.Millisecond
+	healthPollFirst = 10 * time.Millisecond
+)
+
 // waitHealthy polls code-server's /healthz on the published port.
 func (m *Manager) waitHealthy(ctx context.Context, port int) error {
 	ctx, cancel := context.WithTimeout(ctx, m.conf().ReadyTimeout)
 	defer cancel()
 	url := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) + "/healthz"
-	delay := 10 * time.Millisecond
+	start, delay := time.Now(), healthPollFirst
 	var last error
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -420,8 +433,11 @@ func (m *Manager) waitHealthy(ctx context.Context, port int) error {
 			return fmt.Errorf("%v (last: %v)", context.Cause(ctx), last)
 		case <-time.After(delay):
 		}
-		if delay < 50*time.Millisecond {
-			delay += 10 * time.Millisecond
+		switch {
+		case time.Since(start) < healthPatience:
+			delay = healthPollFast
+		case delay < healthPollSlow:
+			delay = min(2*delay, healthPollSlow)
 		}
 	}
 }

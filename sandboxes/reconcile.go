@@ -280,7 +280,7 @@ func (m *Manager) reconcileContainer(ctx context.Context, group, user string, c 
 	}
 	ws := c.Labels[LabelWorkspace]
 	if ws == "" {
-		ws = m.workspaceName(group, user)
+		ws = m.WorkspaceName(group, user)
 	}
 	_, err = m.store.CreateInstance(ctx, store.InstanceRecord{
 		Group: group, User: user, UserID: userID, ContainerID: c.ID, Name: c.Name, State: string(st),

@@ -15,9 +15,9 @@ import (
 	"github.com/thon-dev/thon/llm"
 )
 
-// loopPoll is how often the reference polls /healthz: often, so that the
-// loop waits no longer than it must (thon's manager starts at 20 ms and
-// backs off to 320 ms).
+// loopPoll is how often the reference polls /healthz: as often as thon's
+// manager does while a sandbox starts, so that neither side waits longer
+// than it must.
 const loopPoll = 20 * time.Millisecond
 
 // measureLoop runs the reference: for each of n users, one `docker run -d`

@@ -55,6 +55,7 @@ type options struct {
 	results      string // RESULTS.md to update; "" = none
 	warmup       bool
 	workloads    []workload
+	repeat       int // runs of each side per N; the median counts
 }
 
 // workload is what every sandbox gets besides its container.
@@ -95,6 +96,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.readyTimeout, "ready-timeout", 2*time.Minute, "how long one sandbox may take to answer /healthz")
 	fs.StringVar(&o.results, "results", "bench/RESULTS.md", `results file whose "Provisioning" section is rewritten; empty for none`)
 	fs.BoolVar(&o.warmup, "warmup", true, "start and remove one sandbox each way first, unmeasured")
+	fs.IntVar(&o.repeat, "repeat", 3, "runs of each side per N and workload; the figures are the median run's")
 	wls := fs.String("workload", "original,bare", `workloads to measure, comma-separated: "original" (every sandbox set up as the original did: Kilo config and VS Code settings written in, code-server started) and "bare" (nothing written, code-server as the container's command); the verdict is for each`)
 	kilo := fs.String("kilo", "internal/jsonc/testdata/kilo.jsonc.example", "Kilo config of the original workload (the original's example)")
 	settings := fs.String("settings", "internal/jsonc/testdata/vscode-settings.jsonc.example", "VS Code settings of the original workload (the original's example)")
@@ -140,6 +142,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("pids: %d is not positive", o.pids)
 	case o.readyTimeout <= 0:
 		return o, fmt.Errorf("ready-timeout: %v is not positive", o.readyTimeout)
+	case o.repeat < 1 || o.repeat > 20:
+		return o, fmt.Errorf("repeat: %d is not from 1 to 20", o.repeat)
 	}
 	return o, nil
 }
@@ -246,30 +250,32 @@ func run(o options) error {
 	turn := 0
 	for _, w := range loaded {
 		for _, n := range o.ns {
-			sides := []string{"loop", "thon"}
-			if turn%2 == 1 {
-				sides = []string{"thon", "loop"}
-			}
-			turn++
-			for _, side := range sides {
-				if side == "loop" {
-					fmt.Fprintf(os.Stderr, "%s N=%d loop: sequential docker run ...\n", w.name, n)
-					m, err := measureLoop(ctx, cl, lim, w, n)
-					if err != nil {
-						return fmt.Errorf("%s N=%d loop: %w", w.name, n, err)
-					}
-					fmt.Fprintf(os.Stderr, "%s N=%d loop: %.2fs\n", w.name, n, m.elapsed.Seconds())
-					ms = append(ms, m)
-					continue
+			for range o.repeat {
+				sides := []string{"loop", "thon"}
+				if turn%2 == 1 {
+					sides = []string{"thon", "loop"}
 				}
-				for _, c := range o.concurrency {
-					fmt.Fprintf(os.Stderr, "%s N=%d thon (concurrency %d): StartGroup ...\n", w.name, n, c)
-					m, err := measureThon(ctx, cl, dc, lim, w, n, c, log)
-					if err != nil {
-						return fmt.Errorf("%s N=%d thon (concurrency %d): %w", w.name, n, c, err)
+				turn++
+				for _, side := range sides {
+					if side == "loop" {
+						fmt.Fprintf(os.Stderr, "%s N=%d loop: sequential docker run ...\n", w.name, n)
+						m, err := measureLoop(ctx, cl, lim, w, n)
+						if err != nil {
+							return fmt.Errorf("%s N=%d loop: %w", w.name, n, err)
+						}
+						fmt.Fprintf(os.Stderr, "%s N=%d loop: %.2fs\n", w.name, n, m.elapsed.Seconds())
+						ms = append(ms, m)
+						continue
 					}
-					fmt.Fprintf(os.Stderr, "%s N=%d thon (concurrency %d): %.2fs\n", w.name, n, c, m.elapsed.Seconds())
-					ms = append(ms, m)
+					for _, c := range o.concurrency {
+						fmt.Fprintf(os.Stderr, "%s N=%d thon (concurrency %d): StartGroup ...\n", w.name, n, c)
+						m, err := measureThon(ctx, cl, dc, lim, w, n, c, log)
+						if err != nil {
+							return fmt.Errorf("%s N=%d thon (concurrency %d): %w", w.name, n, c, err)
+						}
+						fmt.Fprintf(os.Stderr, "%s N=%d thon (concurrency %d): %.2fs\n", w.name, n, c, m.elapsed.Seconds())
+						ms = append(ms, m)
+					}
 				}
 			}
 		}

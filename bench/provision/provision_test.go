@@ -83,6 +83,7 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-ready-timeout", "0s"}, "ready-timeout: 0s is not positive"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 		{[]string{"-workload", "bare,bare"}, `workload: "bare" is listed twice`},
+		{[]string{"-repeat", "0"}, "repeat: 0 is not from 1 to 20"},
 		{[]string{"-workload", "full"}, `workload: "full" is not original or bare`},
 		{[]string{"-kilo", ""}, "workload original: needs -kilo and -settings"},
 	} {
@@ -172,6 +173,7 @@ func TestReportVerdict(t *testing.T) {
 			{workload: "bare", n: 100, side: "thon", concurrency: 16, elapsed: 25 * s},
 		},
 	}
+	r.opts.repeat = 1
 	if c := r.bestConcurrency("original"); c != 16 {
 		t.Errorf("best concurrency %d, want 16", c)
 	}
@@ -194,6 +196,24 @@ func TestReportVerdict(t *testing.T) {
 	}
 	if strings.Index(md, "### Workload: original") > strings.Index(md, "### Workload: bare") {
 		t.Error("workloads out of the order given")
+	}
+	// Three runs each: the median run counts, and every run is listed.
+	r.opts.repeat = 3
+	r.ms = append(r.ms,
+		measurement{workload: "bare", n: 10, side: "thon", concurrency: 16, elapsed: 1 * s},
+		measurement{workload: "bare", n: 10, side: "thon", concurrency: 16, elapsed: 4 * s},
+		measurement{workload: "bare", n: 10, side: "loop", elapsed: 6 * s},
+		measurement{workload: "bare", n: 10, side: "loop", elapsed: 9 * s},
+	)
+	md = r.markdown()
+	for _, want := range []string{
+		"| 10 | 6.00 | 0.600 | 0.000 | 16 | 2.00 | 0.200 | 0.000 | 3.00× |",
+		"Every run, total seconds in the order run: N=10 loop 5.00 6.00 9.00, thon (concurrency 16) 2.00 1.00 4.00; N=100 loop 50.00, thon (concurrency 16) 25.00.",
+		"Each side runs 3 time(s) per N and workload",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
 	}
 	if v := r.verdict("original", 8); !strings.Contains(v, "not met with concurrency 8 at N=10 (2.50×), N=100 (2.50×)") {
 		t.Errorf("verdict: %s", v)

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -77,13 +79,27 @@ type report struct {
 	date    time.Time
 }
 
-func (r report) find(workload string, n int, side string, concurrency int) (measurement, bool) {
+// runs are the measurements of one side, N and workload, in the order run.
+func (r report) runs(workload string, n int, side string, concurrency int) []measurement {
+	var out []measurement
 	for _, m := range r.ms {
 		if m.workload == workload && m.n == n && m.side == side && (side == "loop" || m.concurrency == concurrency) {
-			return m, true
+			out = append(out, m)
 		}
 	}
-	return measurement{}, false
+	return out
+}
+
+// find is the median run of one side, N and workload (of an even number
+// of runs, the slower of the middle two).
+func (r report) find(workload string, n int, side string, concurrency int) (measurement, bool) {
+	runs := r.runs(workload, n, side, concurrency)
+	if len(runs) == 0 {
+		return measurement{}, false
+	}
+	sorted := slices.Clone(runs)
+	slices.SortStableFunc(sorted, func(a, b measurement) int { return cmp.Compare(a.elapsed, b.elapsed) })
+	return sorted[len(sorted)/2], true
 }
 
 // markdown is the Provisioning section: how it was measured, the table,
@@ -101,8 +117,9 @@ func (r report) markdown() string {
 		"(docker CLI), then polling `/healthz` every %v until 200, before the next user. **thon** is the sandbox "+
 		"manager on a fresh group in a fresh database: `StartGroup`, then `WaitOperation` (a launch is done once "+
 		"its `/healthz` answered), with `Config.Concurrency` launches at a time; every port is then GET once more, "+
-		"untimed. The order alternates per N (loop first for the first N, thon first for the next, ...)",
-		o.image, o.memoryMiB, strconv.FormatFloat(o.cpus, 'f', -1, 64), o.pids, loopPoll)
+		"untimed. Each side runs %d time(s) per N and workload, the order alternating from run to run (loop first, then thon "+
+		"first, ...); the table gives the median run",
+		o.image, o.memoryMiB, strconv.FormatFloat(o.cpus, 'f', -1, 64), o.pids, loopPoll, o.repeat)
 	if o.warmup {
 		b.WriteString("; one unmeasured sandbox each way warms the engine up first")
 	}
@@ -151,6 +168,21 @@ func (r report) workloadSection(b *strings.Builder, w workload) {
 		}
 	}
 
+	if o.repeat > 1 {
+		b.WriteString("\nEvery run, total seconds in the order run: ")
+		var parts []string
+		for _, n := range o.ns {
+			part := fmt.Sprintf("N=%d loop %s", n, r.totals(w.name, n, "loop", 0))
+			for _, c := range o.concurrency {
+				if t := r.totals(w.name, n, "thon", c); t != "" {
+					part += fmt.Sprintf(", thon (concurrency %d) %s", c, t)
+				}
+			}
+			parts = append(parts, part)
+		}
+		b.WriteString(strings.Join(parts, "; ") + ".\n")
+	}
+
 	if len(o.ns) > 1 {
 		lo, hi := o.ns[0], o.ns[0]
 		for _, n := range o.ns {
@@ -179,6 +211,16 @@ func (r report) workloadSection(b *strings.Builder, w workload) {
 			joinInts(o.concurrency), o.ns[len(o.ns)-1], r.bestConcurrency(w.name), o.concurrency[0])
 	}
 	b.WriteString("\n" + r.verdict(w.name, o.concurrency[0]) + "\n\n")
+}
+
+// totals lists the total seconds of every run of one side.
+func (r report) totals(workload string, n int, side string, concurrency int) string {
+	runs := r.runs(workload, n, side, concurrency)
+	s := make([]string, len(runs))
+	for i, m := range runs {
+		s[i] = strconv.FormatFloat(m.elapsed.Seconds(), 'f', 2, 64)
+	}
+	return strings.Join(s, " ")
 }
 
 // bestConcurrency is the concurrency with the shortest thon run at the
