@@ -158,8 +158,10 @@ func portFree(p int) bool {
 // code-server answers. On a port taken in the meantime it moves to another
 // port. It returns the record as it now is.
 func (m *Manager) provision(ctx context.Context, rec store.InstanceRecord, email string) (store.InstanceRecord, error) {
-	if err := m.ensureWorkspace(ctx, rec.Group, rec.User); err != nil {
-		return rec, err
+	if m.conf().Workspace == WorkspaceBind { // a volume is made with the container
+		if err := m.ensureWorkspace(ctx, rec.Group, rec.User); err != nil {
+			return rec, err
+		}
 	}
 	files, err := m.sandboxFiles(ctx, rec, email)
 	if err != nil {
@@ -277,7 +279,10 @@ func (m *Manager) spec(rec store.InstanceRecord) docker.Spec {
 	}
 	switch m.conf().Workspace {
 	case WorkspaceVolume:
-		s.Mounts = []docker.Mount{{Type: "volume", Source: VolumeName(rec.Group, rec.User), Target: workspaceMount}}
+		// The engine makes the volume, labelled, if the user's first
+		// launch comes before any import made it.
+		s.Mounts = []docker.Mount{{Type: "volume", Source: VolumeName(rec.Group, rec.User), Target: workspaceMount,
+			VolumeLabels: m.volumeLabels(rec.Group, rec.User)}}
 	case WorkspaceBind:
 		s.Mounts = []docker.Mount{{Type: "bind", Source: m.bindDir(rec.Group, rec.User), Target: workspaceMount}}
 	}
@@ -300,6 +305,11 @@ func (m *Manager) bindDir(group, user string) string {
 	return filepath.Join(m.conf().WorkspaceDir, group, user)
 }
 
+// volumeLabels are the labels of a user's workspace volume.
+func (m *Manager) volumeLabels(group, user string) map[string]string {
+	return map[string]string{LabelManagedBy: managedByValue, LabelGroup: group, LabelUser: user}
+}
+
 // EnsureWorkspace creates the persistent workspace of a user if the mode
 // has one: the labelled named volume, or the host directory owned by the
 // sandbox user.
@@ -316,10 +326,7 @@ func (m *Manager) EnsureWorkspace(ctx context.Context, group, user string) error
 func (m *Manager) ensureWorkspace(ctx context.Context, group, user string) error {
 	switch m.conf().Workspace {
 	case WorkspaceVolume:
-		err := m.dc().EnsureVolume(ctx, VolumeName(group, user), map[string]string{
-			LabelManagedBy: managedByValue, LabelGroup: group, LabelUser: user,
-		})
-		return dockerErr(err)
+		return dockerErr(m.dc().EnsureVolume(ctx, VolumeName(group, user), m.volumeLabels(group, user)))
 	case WorkspaceBind:
 		dir := m.bindDir(group, user)
 		if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -56,7 +56,11 @@ func (c *Client) Create(ctx context.Context, spec Spec) (string, error) {
 
 	mounts := make([]mount.Mount, 0, len(spec.Mounts))
 	for _, m := range spec.Mounts {
-		mounts = append(mounts, mount.Mount{Type: mount.Type(m.Type), Source: m.Source, Target: m.Target})
+		mt := mount.Mount{Type: mount.Type(m.Type), Source: m.Source, Target: m.Target}
+		if m.Type == "volume" && len(m.VolumeLabels) > 0 {
+			mt.VolumeOptions = &mount.VolumeOptions{Labels: m.VolumeLabels}
+		}
+		mounts = append(mounts, mt)
 	}
 	pids := spec.PidsLimit
 	host := &container.HostConfig{

@@ -387,6 +387,45 @@ func archiveHeaders(t *testing.T, c *Client, id, path string) map[string]*tar.He
 	}
 }
 
+// TestVolumeMadeByMount lets the engine make a missing volume for a mount,
+// with the mount's labels, and keep an existing volume's own.
+func TestVolumeMadeByMount(t *testing.T) {
+	t.Parallel()
+	c := testClient(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	vol := uniqueName(t, "vol")
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := c.RemoveVolume(ctx, vol); err != nil && !errors.Is(err, ErrNotFound) {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	labels := map[string]string{"thon.test": "1", "thon.group": "g"}
+	spec := testSpec(t)
+	spec.Mounts = []Mount{{Type: "volume", Source: vol, Target: "/workspace", VolumeLabels: labels}}
+	id := create(t, c, spec)
+	v, err := c.api.VolumeInspect(ctx, vol)
+	if err != nil {
+		t.Fatalf("the volume was not made with the container: %v", err)
+	}
+	if v.Labels["thon.group"] != "g" || v.Labels["thon.test"] != "1" {
+		t.Errorf("labels of the made volume: %v", v.Labels)
+	}
+	if err := c.Remove(ctx, id, false); err != nil {
+		t.Fatal(err)
+	}
+	// Another container with other labels: the volume is reused as it is.
+	spec.Name = uniqueName(t, "ct2")
+	spec.Mounts[0].VolumeLabels = map[string]string{"thon.group": "other"}
+	create(t, c, spec)
+	if v, err := c.api.VolumeInspect(ctx, vol); err != nil || v.Labels["thon.group"] != "g" {
+		t.Errorf("existing volume: labels %v, %v", v.Labels, err)
+	}
+}
+
 func TestVolumePersistsAcrossRecreate(t *testing.T) {
 	t.Parallel()
 	c := testClient(t)

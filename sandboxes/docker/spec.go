@@ -57,6 +57,10 @@ type Mount struct {
 	Source string
 	// Target is the absolute path inside the container.
 	Target string
+	// VolumeLabels label a volume the engine creates for the mount because
+	// it does not exist yet (as EnsureVolume would); an existing volume
+	// keeps its own. Volume mounts only.
+	VolumeLabels map[string]string
 }
 
 // nameRE is the engine's rule for container and volume names.
