@@ -1,9 +1,14 @@
 package main
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/thon-dev/thon/bench/internal/benchkit"
 )
 
 const goBenchOut = `goos: linux
@@ -41,30 +46,58 @@ func TestParseGoBench(t *testing.T) {
 }
 
 func TestReportVerdict(t *testing.T) {
-	r := report{samples: map[string][]sample{
-		"thon":  {{wrk: wrkResult{rps: 960, p50: time.Millisecond}}},
-		"caddy": {{wrk: wrkResult{rps: 1000, p50: time.Millisecond}}},
-	}}
+	r := report{Rounds: benchkit.Rounds[sample]{Samples: map[string][]sample{
+		"thon":  {{wrk: benchkit.WrkResult{RPS: 960, P50: time.Millisecond}}},
+		"caddy": {{wrk: benchkit.WrkResult{RPS: 1000, P50: time.Millisecond}}},
+	}}}
 	runs, _ := parseGoBench(goBenchOut)
 	v := r.verdict(benchMedians(runs))
 	if !strings.Contains(v, "requests/s) met: 0.96×") || !strings.Contains(v, "allocation per decision and settlement) met: 121.9 ns") {
 		t.Errorf("verdict = %s", v)
 	}
-	r.samples["thon"][0].wrk.rps = 900
+	r.Samples["thon"][0].wrk.RPS = 900
 	if v := r.verdict(nil); !strings.Contains(v, "not met: 0.90×") {
 		t.Errorf("verdict = %s", v)
 	}
 }
 
-func TestWrkScriptAndSections(t *testing.T) {
+func TestWrkScript(t *testing.T) {
 	if s := wrkScript(requestBody); !strings.Contains(s, `wrk.method = "POST"`) || !strings.Contains(s, requestBody) {
 		t.Errorf("script = %s", s)
 	}
-	doc := "# R\n\n## Proxy\n\nold\n\n## Gateway\n\nold gateway\n"
-	if got := replaceSection(doc, "Gateway", "## Gateway\n\nnew\n"); got != "# R\n\n## Proxy\n\nold\n\n## Gateway\n\nnew\n" {
-		t.Errorf("replace = %q", got)
+}
+
+// TestOpenRedis runs against the real redis-server: the run's keys are
+// under a prefix of its own and gone once it closes.
+func TestOpenRedis(t *testing.T) {
+	ctx := context.Background()
+	prefix, closeRedis, err := openRedis(ctx, "127.0.0.1:6379")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := replaceSection("# R\n", "Gateway", "## Gateway\n\nnew\n"); got != "# R\n\n## Gateway\n\nnew\n" {
-		t.Errorf("append = %q", got)
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", DisableIdentity: true})
+	defer c.Close()
+	if !strings.HasPrefix(prefix, "thon:bench:") || !strings.HasSuffix(prefix, ":") {
+		t.Errorf("prefix %q", prefix)
+	}
+	for _, k := range []string{"a", "b:c"} {
+		if err := c.Set(ctx, prefix+k, "1", time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := prefix[:len(prefix)-1] + "x:kept"
+	if err := c.Set(ctx, other, "1", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Del(ctx, other)
+	closeRedis()
+	if n, err := c.Exists(ctx, prefix+"a", prefix+"b:c").Result(); err != nil || n != 0 {
+		t.Errorf("%d of the run's keys left, %v", n, err)
+	}
+	if n, err := c.Exists(ctx, other).Result(); err != nil || n != 1 {
+		t.Errorf("a key outside the prefix removed: %d %v", n, err)
+	}
+	if _, _, err := openRedis(ctx, "127.0.0.1:1"); err == nil || !strings.HasPrefix(err.Error(), "redis at 127.0.0.1:1 (for thon-redis; -redis '' leaves it out): ") {
+		t.Errorf("no Redis: %v", err)
 	}
 }

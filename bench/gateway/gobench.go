@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/thon-dev/thon/bench/internal/benchkit"
 )
 
 // goBenchmarks are the gateway package's benchmarks this program reports:
@@ -95,7 +97,7 @@ func benchMedians(runs []goBench) []goBench {
 			}
 		}
 		for u, vs := range units {
-			m.values[u] = median(vs)
+			m.values[u] = benchkit.Median(vs)
 		}
 		out = append(out, m)
 	}

@@ -35,91 +35,37 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
-	"runtime"
-	"slices"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/thon-dev/thon/bench/internal/benchkit"
 )
 
 // options are the command line.
 type options struct {
-	rounds      int
-	duration    time.Duration
-	threads     int
-	connections int
-	warmup      time.Duration
-	thon        string
-	goBin       string
-	wrk         string
-	nginx       string
-	redis       string
-	benchCount  int
-	results     string
+	benchkit.Flags
+	redis      string
+	benchCount int
 }
 
 func main() {
-	o, err := parseFlags(os.Args[1:], os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "gateway:", err)
-		os.Exit(2)
-	}
-	if err := run(o); err != nil {
-		fmt.Fprintln(os.Stderr, "gateway:", err)
-		if errors.Is(err, context.Canceled) {
-			os.Exit(130)
-		}
-		os.Exit(1)
-	}
+	benchkit.Main("gateway", parseFlags, run)
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
-	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var o options
-	fs.IntVar(&o.rounds, "rounds", 3, "rounds over every front end; figures are medians over them")
-	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of each wrk run (whole seconds)")
-	fs.IntVar(&o.threads, "threads", 2, "wrk threads (-t)")
-	fs.IntVar(&o.connections, "connections", 32, "wrk connections (-c)")
-	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load on every front end before the first round; 0 for none")
-	fs.StringVar(&o.thon, "thon", "", "thon binary to run; empty builds ./cmd/thon into a temporary directory")
-	fs.StringVar(&o.goBin, "go", "go", "go command, to build thon and run the limiter benchmarks")
-	fs.StringVar(&o.wrk, "wrk", "wrk", "wrk executable")
-	fs.StringVar(&o.nginx, "nginx", "/usr/sbin/nginx", "nginx executable")
+	fs := o.FlagSet("gateway", stderr, "Gateway", "to build thon and run the limiter benchmarks")
 	fs.StringVar(&o.redis, "redis", "127.0.0.1:6379", "Redis for the thon-redis front end; empty leaves it out")
 	fs.IntVar(&o.benchCount, "bench-count", 5, "runs of each limiter benchmark (go test -count); medians are reported")
-	fs.StringVar(&o.results, "results", "bench/RESULTS.md", `results file whose "Gateway" section is rewritten; empty for none`)
-	if err := fs.Parse(args); err != nil {
+	if err := o.Parse(fs, args); err != nil {
 		return o, err
 	}
-	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	switch {
-	case o.rounds < 1:
-		return o, fmt.Errorf("rounds: %d is not positive", o.rounds)
-	case o.duration < time.Second:
-		return o, fmt.Errorf("duration: %v is below wrk's 1s", o.duration)
-	case o.threads < 1 || o.connections < o.threads:
-		return o, fmt.Errorf("threads %d, connections %d: need 1 ≤ threads ≤ connections", o.threads, o.connections)
-	case o.warmup < 0:
-		return o, fmt.Errorf("warmup: %v is negative", o.warmup)
-	case o.benchCount < 1:
+	if o.benchCount < 1 {
 		return o, fmt.Errorf("bench-count: %d is not positive", o.benchCount)
 	}
 	return o, nil
@@ -139,48 +85,29 @@ type frontEnd struct {
 
 // sample is one front end's figures in one round.
 type sample struct {
-	wrk        wrkResult
+	wrk        benchkit.WrkResult
 	roundTrips uint64 // Redis round trips during the run (thon-redis)
 	upstream   int64  // requests that reached the upstream during the run
 }
 
-func run(o options) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	for _, bin := range []string{o.wrk, o.nginx} {
-		if _, err := exec.LookPath(bin); err != nil {
-			return fmt.Errorf("%s is required: %v", bin, err)
-		}
+func run(ctx context.Context, o options) error {
+	if err := benchkit.Require(o.Wrk, o.Nginx); err != nil {
+		return err
 	}
-	var rdb *redis.Client
 	var redisPrefix string
 	if o.redis != "" {
-		rdb = redis.NewClient(&redis.Options{Addr: o.redis, DisableIdentity: true})
-		defer rdb.Close()
-		if err := rdb.Ping(ctx).Err(); err != nil {
-			return fmt.Errorf("redis at %s (for thon-redis; -redis '' leaves it out): %v", o.redis, err)
+		prefix, closeRedis, err := openRedis(ctx, o.redis)
+		if err != nil {
+			return err
 		}
-		var id [6]byte
-		_, _ = rand.Read(id[:])
-		redisPrefix = "thon:bench:" + hex.EncodeToString(id[:]) + ":"
-		defer deleteKeys(rdb, redisPrefix)
+		defer closeRedis()
+		redisPrefix = prefix
 	}
-	tmp, err := os.MkdirTemp("", "thon-bench-gateway-")
+	work, err := o.Workspace(ctx, "gateway")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
-
-	thonBin := o.thon
-	if thonBin == "" {
-		fmt.Fprintln(os.Stderr, "building ./cmd/thon ...")
-		if thonBin, err = buildThon(ctx, o.goBin, filepath.Join(tmp, "bin")); err != nil {
-			return err
-		}
-	}
-	home := filepath.Join(tmp, "home")
-	env := append(os.Environ(), "HOME="+home, "XDG_DATA_HOME="+filepath.Join(home, "data"), "XDG_CONFIG_HOME="+filepath.Join(home, "config"))
+	defer work.Remove()
 
 	lemonadeKey := "lemonade-" + rand.Text()
 	up, err := startUpstream(lemonadeKey)
@@ -189,27 +116,21 @@ func run(o options) error {
 	}
 	defer up.close()
 
-	ports := make([]int, 7)
-	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
-			return err
-		}
+	ports, err := benchkit.FreePorts(7)
+	if err != nil {
+		return err
 	}
 	thonAdmin, thonSite, redisAdmin, redisSite, caddyAdmin, caddySite, nginxSite := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], ports[6]
 
 	var fes []frontEnd
-	procs := map[string]*proc{}
+	procs := map[string]*benchkit.Proc{}
 	startThon := func(name string, adminPort, site int, gatewayBlock string) error {
-		file := filepath.Join(tmp, name+".Caddyfile")
-		if err := os.WriteFile(file, []byte(thonCaddyfile(adminPort, site, filepath.Join(tmp, name), up.addr(), lemonadeKey, gatewayBlock)), 0o600); err != nil {
-			return err
-		}
-		p, err := startProc(name, filepath.Join(tmp, name+".log"), env, thonBin, "run", "--config", file, "--adapter", "caddyfile")
+		p, err := work.StartCaddy(name, thonCaddyfile(adminPort, site, filepath.Join(work.Dir, name), up.addr(), lemonadeKey, gatewayBlock))
 		if err != nil {
 			return err
 		}
 		procs[name] = p
-		if err := p.waitHTTP(ctx, fmt.Sprintf("http://localhost:%d/thon/health", adminPort), http.StatusOK, time.Minute); err != nil {
+		if err := p.WaitHTTP(ctx, fmt.Sprintf("http://localhost:%d/thon/health", adminPort), http.StatusOK, time.Minute); err != nil {
 			return err
 		}
 		key, err := setupConsumer(ctx, adminPort)
@@ -221,7 +142,7 @@ func run(o options) error {
 	}
 	defer func() {
 		for _, p := range procs {
-			p.stop()
+			p.Stop()
 		}
 	}()
 	if err := startThon("thon", thonAdmin, thonSite, ""); err != nil {
@@ -234,26 +155,19 @@ func run(o options) error {
 		}
 	}
 
-	caddyFile := filepath.Join(tmp, "caddy.Caddyfile")
-	if err := os.WriteFile(caddyFile, []byte(caddyCaddyfile(caddyAdmin, caddySite, up.addr(), lemonadeKey)), 0o600); err != nil {
-		return err
-	}
-	cp, err := startProc("caddy", filepath.Join(tmp, "caddy.log"), env, thonBin, "run", "--config", caddyFile, "--adapter", "caddyfile")
+	cp, err := work.StartCaddy("caddy", caddyCaddyfile(caddyAdmin, caddySite, up.addr(), lemonadeKey))
 	if err != nil {
 		return err
 	}
 	procs["caddy"] = cp
 	fes = append(fes, frontEnd{name: "caddy", url: fmt.Sprintf("http://127.0.0.1:%d/v1/chat/completions", caddySite), key: "client-key"})
 
-	nginxDir := filepath.Join(tmp, "nginx")
-	conf, err := writeNginx(nginxDir, nginxSite, up.addr(), lemonadeKey)
+	nginxDir := filepath.Join(work.Dir, "nginx")
+	conf, err := benchkit.WriteNginxConf(nginxDir, nginxHTTP(nginxSite, up.addr(), lemonadeKey))
 	if err != nil {
 		return err
 	}
-	if out, err := exec.CommandContext(ctx, o.nginx, "-t", "-c", conf).CombinedOutput(); err != nil {
-		return fmt.Errorf("nginx -t: %v\n%s", err, out)
-	}
-	np, err := startProc("nginx", filepath.Join(tmp, "nginx.log"), env, o.nginx, "-p", nginxDir, "-c", conf, "-g", "daemon off;")
+	np, err := work.StartNginx(ctx, o.Nginx, conf)
 	if err != nil {
 		return err
 	}
@@ -266,91 +180,84 @@ func run(o options) error {
 			return err
 		}
 	}
-	script := filepath.Join(tmp, "post.lua")
+	script := filepath.Join(work.Dir, "post.lua")
 	if err := os.WriteFile(script, []byte(wrkScript(requestBody)), 0o644); err != nil {
 		return err
 	}
 
-	r := report{opts: o, command: commandLine(), machine: describeMachine(ctx, thonBin, o), frontEnds: fes, answerBytes: len(up.answer)}
-	r.loadBefore = loadAvg()
-	if o.warmup > 0 {
-		fmt.Fprintf(os.Stderr, "warm-up: %v of wrk on each front end (not measured)\n", o.warmup)
+	tools := benchkit.Tools{Thon: work.Thon, Nginx: o.Nginx, Wrk: o.Wrk}
+	r := report{opts: o, frontEnds: fes, answerBytes: len(up.answer), redis: redisVersion(ctx, o.redis)}
+	r.Command, r.Machine = benchkit.CommandLine("gateway", os.Args[1:]), benchkit.DescribeMachine(ctx, tools)
+	r.LoadBefore = benchkit.LoadAvg()
+	if o.Warmup > 0 {
+		fmt.Fprintf(os.Stderr, "warm-up: %v of wrk on each front end (not measured)\n", o.Warmup)
 		for _, fe := range fes {
-			if _, err := runWrk(ctx, o.wrk, o.threads, o.connections, max(o.warmup, time.Second), script, fe.headers(), fe.url); err != nil {
+			if _, err := benchkit.RunWrk(ctx, fe.wrkOptions(o.WrkOptions(max(o.Warmup, time.Second)), script), fe.url); err != nil {
 				return err
 			}
 		}
 	}
-	r.samples = map[string][]sample{}
-	for round := range o.rounds {
-		order := rotate(fes, round)
-		names := make([]string, len(order))
-		for i, fe := range order {
-			names[i] = fe.name
-		}
-		r.orders = append(r.orders, names)
-		for _, fe := range order {
+	for round := range o.Rounds {
+		for _, fe := range benchkit.Rotate(fes, round) {
 			rtBefore, err := redisRoundTrips(ctx, fe)
 			if err != nil {
 				return err
 			}
 			upBefore := up.requests.Load()
-			w, err := runWrk(ctx, o.wrk, o.threads, o.connections, o.duration, script, fe.headers(), fe.url)
+			w, err := benchkit.RunWrk(ctx, fe.wrkOptions(o.WrkOptions(o.Duration), script), fe.url)
 			if err != nil {
 				return err
 			}
-			if w.non2xx > 0 || w.sockErrors > 0 {
-				return fmt.Errorf("%s: wrk saw %d non-2xx responses and %d socket errors", fe.name, w.non2xx, w.sockErrors)
+			if w.Non2xx > 0 || w.SockErrors > 0 {
+				return fmt.Errorf("%s: wrk saw %d non-2xx responses and %d socket errors", fe.name, w.Non2xx, w.SockErrors)
 			}
 			rtAfter, err := redisRoundTrips(ctx, fe)
 			if err != nil {
 				return err
 			}
 			s := sample{wrk: w, roundTrips: rtAfter - rtBefore, upstream: up.requests.Load() - upBefore}
-			r.samples[fe.name] = append(r.samples[fe.name], s)
-			fmt.Fprintf(os.Stderr, "round %d %-10s %9.0f req/s  p50 %-9v p99 %v\n", round+1, fe.name, w.rps, w.p50, w.p99)
+			r.Add(round, fe.name, s)
+			fmt.Fprintf(os.Stderr, "round %d %-10s %9.0f req/s  p50 %-9v p99 %v\n", round+1, fe.name, w.RPS, w.P50, w.P99)
 		}
 	}
-	r.loadAfter = loadAvg()
+	r.LoadAfter = benchkit.LoadAvg()
 
 	fmt.Fprintln(os.Stderr, "running the limiter benchmarks (go test -bench) ...")
-	if r.benchCommand, r.benches, err = runGoBench(ctx, o.goBin, o.benchCount); err != nil {
+	if r.benchCommand, r.benches, err = runGoBench(ctx, o.Go, o.benchCount); err != nil {
 		return err
 	}
-	r.date = time.Now().UTC()
+	r.Date = time.Now().UTC()
 	md := r.markdown()
 	fmt.Print(md)
-	if o.results != "" {
-		if err := updateResults(o.results, "Gateway", md); err != nil {
-			return fmt.Errorf("writing %s: %v", o.results, err)
+	if o.Results != "" {
+		if err := benchkit.UpdateResults(o.Results, "Gateway", md); err != nil {
+			return fmt.Errorf("writing %s: %v", o.Results, err)
 		}
-		fmt.Fprintln(os.Stderr, "wrote the Gateway section of", o.results)
+		fmt.Fprintln(os.Stderr, "wrote the Gateway section of", o.Results)
 	}
 	return nil
 }
 
-func (fe frontEnd) headers() []string {
-	return []string{"Authorization: Bearer " + fe.key}
-}
-
-// rotate returns fes starting at index round mod len(fes).
-func rotate(fes []frontEnd, round int) []frontEnd {
-	k := round % len(fes)
-	return append(slices.Clone(fes[k:]), fes[:k]...)
+// wrkOptions are o with the POST script and the front end's key.
+func (fe frontEnd) wrkOptions(o benchkit.WrkOptions, script string) benchkit.WrkOptions {
+	o.Script = script
+	o.Headers = []string{"Authorization: Bearer " + fe.key}
+	return o
 }
 
 // setupConsumer imports a one-user roster into a thon and sets its
 // gateway up with limits that every request of the benchmark fits in (so
 // that both limits are checked, and none refuses), returning the key.
 func setupConsumer(ctx context.Context, adminPort int) (string, error) {
-	if err := admin(ctx, adminPort, http.MethodPost, "/thon/groups/import", "application/yaml", []byte("groups:\n  bench: [alice]\n"), nil); err != nil {
+	admin := benchkit.Admin{Port: adminPort, Timeout: time.Minute}
+	if err := admin.Call(ctx, http.MethodPost, "/thon/groups/import", "application/yaml", []byte("groups:\n  bench: [alice]\n"), nil); err != nil {
 		return "", err
 	}
 	var out struct {
 		Consumers []struct{ Username, Key string }
 	}
 	body := []byte(`{"mode": "per-user", "concurrency_limit": 1000, "token_limit": 1000000000000, "token_window": 60}`)
-	if err := admin(ctx, adminPort, http.MethodPost, "/thon/gateway/setup", "application/json", body, &out); err != nil {
+	if err := admin.Call(ctx, http.MethodPost, "/thon/gateway/setup", "application/json", body, &out); err != nil {
 		return "", err
 	}
 	if len(out.Consumers) != 1 || out.Consumers[0].Key == "" {
@@ -359,221 +266,23 @@ func setupConsumer(ctx context.Context, adminPort int) (string, error) {
 	return out.Consumers[0].Key, nil
 }
 
-// redisRoundTrips reads the Redis round trips of a thon's limiter (0 for
-// other front ends and the in-process limiter).
-func redisRoundTrips(ctx context.Context, fe frontEnd) (uint64, error) {
-	if fe.adminPort == 0 {
-		return 0, nil
-	}
-	var st struct {
-		Runtime struct {
-			RedisRoundTrips uint64 `json:"redis_round_trips"`
-		} `json:"runtime"`
-	}
-	if err := admin(ctx, fe.adminPort, http.MethodGet, "/thon/gateway/status", "", nil, &st); err != nil {
-		return 0, err
-	}
-	return st.Runtime.RedisRoundTrips, nil
-}
-
 // waitAnswer waits until the front end answers a chat completion with the
 // upstream's answer.
-func waitAnswer(ctx context.Context, p *proc, fe frontEnd, want []byte) error {
-	deadline := time.Now().Add(time.Minute)
+func waitAnswer(ctx context.Context, p *benchkit.Proc, fe frontEnd, want []byte) error {
 	client := &http.Client{Timeout: 5 * time.Second}
-	var last string
-	for {
+	return p.Poll(ctx, 100*time.Millisecond, time.Minute, fe.name+" does not answer the upstream's completion", func() error {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, fe.url, strings.NewReader(requestBody))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Authorization", "Bearer "+fe.key)
 		resp, err := client.Do(req)
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && bytes.Equal(b, want) {
-				return nil
-			}
-			last = fmt.Sprintf("%s: %.300s", resp.Status, b)
-		} else {
-			last = err.Error()
+		if err != nil {
+			return err
 		}
-		select {
-		case err := <-p.exited:
-			p.exited <- err
-			return fmt.Errorf("%s exited (%v):\n%s", p.name, err, p.tail())
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !bytes.Equal(b, want) {
+			return fmt.Errorf("%s: %.300s", resp.Status, b)
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s does not answer the upstream's completion (last: %s)\n%s", fe.name, last, p.tail())
-		}
-	}
-}
-
-// wrkScript makes wrk POST body as JSON.
-func wrkScript(body string) string {
-	return fmt.Sprintf("wrk.method = \"POST\"\nwrk.body = [[%s]]\nwrk.headers[\"Content-Type\"] = \"application/json\"\n", body)
-}
-
-// thonCaddyfile is thon with the gateway on a loopback site and Lemonade
-// at upstream.
-func thonCaddyfile(adminPort, site int, dataDir, upstream, key, gatewayBlock string) string {
-	return fmt.Sprintf(`{
-	admin localhost:%d
-	persist_config off
-	skip_install_trust
-	thon {
-		data_dir %s
-		lemonade {
-			url http://%s
-			api_key %s
-			health_interval 1h
-		}
-		%s
-	}
-}
-
-http://:%d {
-	bind 127.0.0.1
-	thon_gateway
-	respond 404
-}
-`, adminPort, dataDir, upstream, key, gatewayBlock, site)
-}
-
-// caddyCaddyfile is plain Caddy: reverse_proxy to the upstream with its
-// key put in place of the client's, nothing else.
-func caddyCaddyfile(adminPort, site int, upstream, key string) string {
-	return fmt.Sprintf(`{
-	admin localhost:%d
-	persist_config off
-}
-
-http://:%d {
-	bind 127.0.0.1
-	reverse_proxy %s {
-		header_up Authorization "Bearer %s"
-	}
-}
-`, adminPort, site, upstream, key)
-}
-
-// writeNginx writes nginx.conf under dir: one worker per CPU as Caddy uses
-// every CPU, no access log (Caddy logs none by default), an upstream with
-// keepalive connections (nginx at its best), the upstream's key put in,
-// and no response buffering, as an LLM proxy needs for streams.
-func writeNginx(dir string, port int, upstream, key string) (string, error) {
-	if err := os.MkdirAll(filepath.Join(dir, "temp"), 0o755); err != nil {
-		return "", err
-	}
-	user := ""
-	if os.Geteuid() == 0 {
-		user = "user root;\n"
-	}
-	conf := fmt.Sprintf(`%sworker_processes auto;
-pid %[2]s/nginx.pid;
-error_log %[2]s/error.log warn;
-events {
-    worker_connections 4096;
-}
-http {
-    access_log off;
-    client_body_temp_path %[2]s/temp/body;
-    proxy_temp_path %[2]s/temp/proxy;
-    fastcgi_temp_path %[2]s/temp/fastcgi;
-    uwsgi_temp_path %[2]s/temp/uwsgi;
-    scgi_temp_path %[2]s/temp/scgi;
-    upstream lemonade {
-        server %[3]s;
-        keepalive 64;
-    }
-    server {
-        listen 127.0.0.1:%[4]d;
-        location /v1/ {
-            proxy_pass http://lemonade;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Authorization "Bearer %[5]s";
-            proxy_buffering off;
-        }
-    }
-}
-`, user, dir, upstream, port, key)
-	path := filepath.Join(dir, "nginx.conf")
-	return path, os.WriteFile(path, []byte(conf), 0o600)
-}
-
-// deleteKeys removes the benchmark's keys from Redis.
-func deleteKeys(c *redis.Client, prefix string) {
-	ctx := context.Background()
-	var keys []string
-	it := c.Scan(ctx, 0, prefix+"*", 100).Iterator()
-	for it.Next(ctx) {
-		keys = append(keys, it.Val())
-	}
-	if len(keys) > 0 {
-		c.Del(ctx, keys...)
-	}
-}
-
-// commandLine is how this run was started, for the report.
-func commandLine() string {
-	args := []string{"go run ./bench/gateway"}
-	for _, a := range os.Args[1:] {
-		if a == "" || strings.ContainsAny(a, " \t'\"") {
-			a = "'" + a + "'"
-		}
-		args = append(args, a)
-	}
-	return strings.Join(args, " ")
-}
-
-// machine describes where a run happened.
-type machine struct {
-	cpus                                                int
-	cpu, memory, kernel, goVer, thon, nginx, wrk, redis string
-}
-
-func describeMachine(ctx context.Context, thonBin string, o options) machine {
-	m := machine{cpus: runtime.NumCPU(), goVer: runtime.Version(), cpu: "?", memory: "?", kernel: "?", thon: "?", nginx: "?", wrk: "?", redis: "-"}
-	if v, ok := procField("/proc/cpuinfo", "model name"); ok {
-		m.cpu = v
-	}
-	if v, ok := procField("/proc/meminfo", "MemTotal"); ok {
-		var kb int64
-		if _, err := fmt.Sscanf(v, "%d kB", &kb); err == nil {
-			m.memory = fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
-		}
-	}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m.kernel = strings.TrimSpace(string(b))
-	}
-	first := func(out []byte) string {
-		line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
-		return strings.TrimSpace(line)
-	}
-	if out, err := exec.CommandContext(ctx, thonBin, "version").Output(); err == nil {
-		if f := strings.Fields(first(out)); len(f) > 0 {
-			m.thon = f[0]
-		}
-	}
-	if out, err := exec.CommandContext(ctx, o.nginx, "-v").CombinedOutput(); err == nil {
-		m.nginx = strings.TrimPrefix(first(out), "nginx version: nginx/")
-	}
-	if out, _ := exec.CommandContext(ctx, o.wrk, "-v").CombinedOutput(); len(out) > 0 {
-		if f := strings.Fields(first(out)); len(f) >= 2 {
-			m.wrk = f[0] + " " + f[1]
-		}
-	}
-	if o.redis != "" {
-		if out, err := exec.CommandContext(ctx, "redis-server", "--version").Output(); err == nil {
-			for _, f := range strings.Fields(string(out)) {
-				if v, ok := strings.CutPrefix(f, "v="); ok {
-					m.redis = v
-				}
-			}
-		}
-	}
-	return m
+		return nil
+	})
 }

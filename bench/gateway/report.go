@@ -4,39 +4,29 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/thon-dev/thon/bench/internal/benchkit"
 )
 
-// report is the outcome of a run.
+// report is the outcome of a run: the wrk rounds and the limiter benchmarks.
 type report struct {
-	opts         options
-	command      string
-	machine      machine
-	date         time.Time
 	frontEnds    []frontEnd
 	answerBytes  int
-	orders       [][]string          // front ends in the order each round ran them
-	samples      map[string][]sample // by front end, one per round
-	loadBefore   string
-	loadAfter    string
+	opts         options
+	redis        string // redis-server's version
 	benchCommand string
 	benches      []goBench
+	benchkit.Run
+	benchkit.Rounds[sample]
 }
 
-// figures are one front end's medians over the rounds.
-type figures struct {
-	rps      float64
-	p50, p99 time.Duration
-}
-
-func (r report) medians(name string) figures {
-	var rps []float64
-	var p50, p99 []time.Duration
-	for _, s := range r.samples[name] {
-		rps = append(rps, s.wrk.rps)
-		p50 = append(p50, s.wrk.p50)
-		p99 = append(p99, s.wrk.p99)
+// medians are one front end's median figures over the rounds.
+func (r report) medians(name string) benchkit.WrkResult {
+	var ws []benchkit.WrkResult
+	for _, s := range r.Samples[name] {
+		ws = append(ws, s.wrk)
 	}
-	return figures{rps: median(rps), p50: median(p50), p99: median(p99)}
+	return benchkit.MedianWrk(ws)
 }
 
 // roundTripsPerRequest is thon-redis's Redis round trips per request
@@ -44,9 +34,9 @@ func (r report) medians(name string) figures {
 func (r report) roundTripsPerRequest() (float64, bool) {
 	var trips uint64
 	var reqs int64
-	for _, s := range r.samples["thon-redis"] {
+	for _, s := range r.Samples["thon-redis"] {
 		trips += s.roundTrips
-		reqs += s.wrk.requests
+		reqs += s.wrk.Requests
 	}
 	if reqs == 0 {
 		return 0, false
@@ -64,11 +54,10 @@ const (
 // markdown is the Gateway section.
 func (r report) markdown() string {
 	var b strings.Builder
-	o, m := r.opts, r.machine
-	fmt.Fprintf(&b, "## Gateway\n\n")
-	fmt.Fprintf(&b, "Measured %s with `%s`.\n\n", r.date.Format("2006-01-02 15:04 UTC"), r.command)
+	o, m := r.opts, r.Machine
+	b.WriteString(r.Heading("Gateway"))
 	fmt.Fprintf(&b, "Machine: %d CPUs (%s), %s memory, Linux %s, %s; thon on Caddy %s, nginx %s, %s, Redis %s; load average %s before the rounds, %s after.\n\n",
-		m.cpus, m.cpu, m.memory, m.kernel, m.goVer, m.thon, m.nginx, m.wrk, m.redis, r.loadBefore, r.loadAfter)
+		m.CPUs, m.CPU, m.Memory, m.Kernel, m.GoVersion, m.Thon, m.Nginx, m.Wrk, r.redis, r.LoadBefore, r.LoadAfter)
 	fmt.Fprintf(&b, "The upstream is a Lemonade stand-in in the benchmark's process on 127.0.0.1, answering every chat completion "+
 		"with the same %d-byte JSON (usage included) after checking its API key. Every front end listens on 127.0.0.1 and gets the same "+
 		"POST of a small chat completion (%d bytes) with an `Authorization: Bearer` header, and puts the upstream's key in its place. "+
@@ -81,9 +70,9 @@ func (r report) markdown() string {
 		"`proxy_buffering off` (as an LLM proxy needs for streams), `worker_processes auto`, no access log.\n\n",
 		r.answerBytes, len(requestBody), o.redis)
 	fmt.Fprintf(&b, "`wrk -t%d -c%d -d%ds --latency -s post.lua -H 'Authorization: Bearer <key>'`; %d round(s); in each, every front end runs "+
-		"alone, in an order rotating per round; figures are medians over the rounds", o.threads, o.connections, int(o.duration/time.Second), o.rounds)
-	if o.warmup > 0 {
-		fmt.Fprintf(&b, ", after an unmeasured %v warm-up of each", o.warmup)
+		"alone, in an order rotating per round; figures are medians over the rounds", o.Threads, o.Connections, int(o.Duration/time.Second), o.Rounds)
+	if o.Warmup > 0 {
+		fmt.Fprintf(&b, ", after an unmeasured %v warm-up of each", o.Warmup)
 	}
 	b.WriteString(". wrk, the front ends and the upstream share the machine's CPUs.\n\n")
 
@@ -91,29 +80,24 @@ func (r report) markdown() string {
 	caddy := r.medians("caddy")
 	for _, fe := range r.frontEnds {
 		f := r.medians(fe.name)
-		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %.2f× |\n", fe.name, f.rps, fmtDur(f.p50), fmtDur(f.p99), ratio(f.rps, caddy.rps))
+		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %.2f× |\n", fe.name, f.RPS, benchkit.FmtDur(f.P50), benchkit.FmtDur(f.P99), benchkit.Ratio(f.RPS, caddy.RPS))
 	}
 	thon, ngx := r.medians("thon"), r.medians("nginx")
 	fmt.Fprintf(&b, "\nRatios (medians): thon ÷ caddy: requests/s %.2f×, p50 latency %.2f×, p99 latency %.2f×. thon ÷ nginx: requests/s %.2f×, p50 latency %.2f×, p99 latency %.2f×.",
-		ratio(thon.rps, caddy.rps), ratio(float64(thon.p50), float64(caddy.p50)), ratio(float64(thon.p99), float64(caddy.p99)),
-		ratio(thon.rps, ngx.rps), ratio(float64(thon.p50), float64(ngx.p50)), ratio(float64(thon.p99), float64(ngx.p99)))
-	if _, ok := r.samples["thon-redis"]; ok {
+		benchkit.Ratio(thon.RPS, caddy.RPS), benchkit.Ratio(thon.P50, caddy.P50), benchkit.Ratio(thon.P99, caddy.P99),
+		benchkit.Ratio(thon.RPS, ngx.RPS), benchkit.Ratio(thon.P50, ngx.P50), benchkit.Ratio(thon.P99, ngx.P99))
+	if _, ok := r.Samples["thon-redis"]; ok {
 		tr := r.medians("thon-redis")
-		fmt.Fprintf(&b, " thon-redis ÷ thon: requests/s %.2f×.", ratio(tr.rps, thon.rps))
+		fmt.Fprintf(&b, " thon-redis ÷ thon: requests/s %.2f×.", benchkit.Ratio(tr.RPS, thon.RPS))
 	}
 	b.WriteString("\n\n")
 	if rt, ok := r.roundTripsPerRequest(); ok {
 		fmt.Fprintf(&b, "Redis round trips per request (thon-redis, from its limiter's counter in `GET /api/gateway/status`, over every round): %.3f.\n\n", rt)
 	}
 	b.WriteString("Every round (requests/s; requests that reached the upstream), in the order run:\n\n")
-	for i, order := range r.orders {
-		parts := make([]string, len(order))
-		for j, name := range order {
-			s := r.samples[name][i]
-			parts[j] = fmt.Sprintf("%s %.0f; %d", name, s.wrk.rps, s.upstream)
-		}
-		fmt.Fprintf(&b, "- round %d: %s\n", i+1, strings.Join(parts, " · "))
-	}
+	b.WriteString(r.List(func(name string, s sample) string {
+		return fmt.Sprintf("%s %.0f; %d", name, s.wrk.RPS, s.upstream)
+	}))
 
 	fmt.Fprintf(&b, "\nThe gateway package's benchmarks, `%s`, medians of %d runs:\n\n", r.benchCommand, o.benchCount)
 	b.WriteString("| benchmark | ns/op | B/op | allocs/op | Redis round trips/op |\n|---|--:|--:|--:|--:|\n")
@@ -132,7 +116,7 @@ func (r report) markdown() string {
 // verdict states, from the figures, whether the goals were met.
 func (r report) verdict(meds []goBench) string {
 	thon, caddy := r.medians("thon"), r.medians("caddy")
-	rr := ratio(thon.rps, caddy.rps)
+	rr := benchkit.Ratio(thon.RPS, caddy.RPS)
 	var parts []string
 	met := "met"
 	if rr < goalRatio {

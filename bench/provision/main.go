@@ -29,17 +29,15 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/thon-dev/thon/bench/internal/benchkit"
 	"github.com/thon-dev/thon/sandboxes/docker"
 )
 
@@ -66,27 +64,12 @@ type workload struct {
 }
 
 func main() {
-	opts, err := parseFlags(os.Args[1:], os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "provision:", err)
-		os.Exit(2)
-	}
-	if err := run(opts); err != nil {
-		fmt.Fprintln(os.Stderr, "provision:", err)
-		if errors.Is(err, context.Canceled) {
-			os.Exit(130)
-		}
-		os.Exit(1)
-	}
+	benchkit.Main("provision", parseFlags, run)
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
-	fs := flag.NewFlagSet("provision", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var o options
+	fs := benchkit.NewFlagSet("provision", stderr)
 	ns := fs.String("n", "10,50,100", "group sizes to measure, comma-separated")
 	conc := fs.String("concurrency", "16", "thon's parallel launches (Config.Concurrency); a comma-separated list measures each, the verdict is for the first")
 	fs.StringVar(&o.image, "image", "thon/sandbox-test:latest", "sandbox image (build it with make sandbox-test-image)")
@@ -100,7 +83,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	wls := fs.String("workload", "original,bare", `workloads to measure, comma-separated: "original" (every sandbox set up as the original did: Kilo config and VS Code settings written in, code-server started) and "bare" (nothing written, code-server as the container's command); the verdict is for each`)
 	kilo := fs.String("kilo", "internal/jsonc/testdata/kilo.jsonc.example", "Kilo config of the original workload (the original's example)")
 	settings := fs.String("settings", "internal/jsonc/testdata/vscode-settings.jsonc.example", "VS Code settings of the original workload (the original's example)")
-	if err := fs.Parse(args); err != nil {
+	if err := benchkit.ParseArgs(fs, args); err != nil {
 		return o, err
 	}
 	seenWL := map[string]bool{}
@@ -120,9 +103,6 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			return o, fmt.Errorf("workload: %q is not original or bare", name)
 		}
 		seenWL[name] = true
-	}
-	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	var err error
 	if o.ns, err = parseList("n", *ns, 1, 500); err != nil {
@@ -204,10 +184,7 @@ func (m measurement) cpuPerSandbox() time.Duration { return m.cpu / time.Duratio
 
 func (m measurement) perSandbox() time.Duration { return m.elapsed / time.Duration(m.n) }
 
-func run(o options) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
+func run(ctx context.Context, o options) error {
 	dc, err := docker.New("")
 	if err != nil {
 		return err
@@ -281,28 +258,19 @@ func run(o options) error {
 		}
 	}
 
-	mach := describeMachine(ctx)
-	cmd := commandLine(os.Args[1:])
-	rep := report{machine: mach, command: cmd, opts: o, ms: ms, date: time.Now().UTC()}
+	rep := report{opts: o, ms: ms, Run: benchkit.Run{
+		Command:   benchkit.CommandLine("provision", os.Args[1:]),
+		Machine:   benchkit.DescribeMachine(ctx, benchkit.Tools{Docker: true}),
+		Date:      time.Now().UTC(),
+		LoadAfter: benchkit.LoadAvg(),
+	}}
 	table := rep.markdown()
 	fmt.Println(table)
 	if o.results != "" {
-		if err := updateResults(o.results, "Provisioning", table); err != nil {
+		if err := benchkit.UpdateResults(o.results, "Provisioning", table); err != nil {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "wrote the Provisioning section of %s\n", o.results)
 	}
 	return nil
-}
-
-// commandLine is the command that reproduces this run.
-func commandLine(args []string) string {
-	parts := []string{"go", "run", "./bench/provision"}
-	for _, a := range args {
-		if a == "" || strings.ContainsAny(a, " \t'\"$`\\") {
-			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-		}
-		parts = append(parts, a)
-	}
-	return strings.Join(parts, " ")
 }

@@ -120,41 +120,6 @@ func TestDockerRunArgs(t *testing.T) {
 	}
 }
 
-func TestReplaceSection(t *testing.T) {
-	const body = "## Provisioning\n\nnew table\n"
-	for _, tc := range []struct {
-		name, doc, want string
-	}{
-		{"empty", "", body},
-		{"append", "# Results\n\nintro\n", "# Results\n\nintro\n\n" + body},
-		{"append after other", "# R\n\n## Gateway\n\ng\n", "# R\n\n## Gateway\n\ng\n\n" + body},
-		{"replace last", "# R\n\n## Provisioning\n\nold\nold\n", "# R\n\n" + body},
-		{"replace middle", "# R\n\n## Provisioning\n\nold\n\n## Gateway\n\ng\n", "# R\n\n" + body + "\n## Gateway\n\ng\n"},
-		{"level 3 is not a section end", "## Provisioning\n\n### detail\nold\n## Proxy\np\n", body + "\n## Proxy\np\n"},
-		{"similar title", "## Provisioning old\n\nx\n", "## Provisioning old\n\nx\n\n" + body},
-	} {
-		if got := replaceSection(tc.doc, "Provisioning", body); got != tc.want {
-			t.Errorf("%s:\n got %q\nwant %q", tc.name, got, tc.want)
-		}
-	}
-}
-
-func FuzzReplaceSection(f *testing.F) {
-	f.Add("# R\n\n## Provisioning\n\nold\n\n## Gateway\n\ng\n")
-	f.Add("## Provisioning\r\nx\r\n## Provisioning\n")
-	f.Add("")
-	f.Fuzz(func(t *testing.T, doc string) {
-		const body = "## Provisioning\n\nfigures\n"
-		once := replaceSection(doc, "Provisioning", body)
-		if !strings.Contains(once, body) {
-			t.Fatalf("section missing from %q", once)
-		}
-		if twice := replaceSection(once, "Provisioning", body); twice != once {
-			t.Fatalf("not idempotent:\n%q\n%q", once, twice)
-		}
-	})
-}
-
 func TestReportVerdict(t *testing.T) {
 	s := time.Second
 	r := report{

@@ -1,82 +1,21 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"cmp"
-	"context"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"os/exec"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/thon-dev/thon/bench/internal/benchkit"
 )
-
-// machine describes where a run happened.
-type machine struct {
-	cpus    int
-	cpu     string // model name
-	memory  string
-	docker  string
-	kernel  string
-	goVer   string
-	loadavg string
-}
-
-func describeMachine(ctx context.Context) machine {
-	m := machine{cpus: runtime.NumCPU(), goVer: runtime.Version(), cpu: "?", memory: "?", docker: "?", kernel: "?", loadavg: "?"}
-	if v, ok := procField("/proc/cpuinfo", "model name"); ok {
-		m.cpu = v
-	}
-	if v, ok := procField("/proc/meminfo", "MemTotal"); ok {
-		if kb, err := strconv.ParseInt(strings.TrimSuffix(v, " kB"), 10, 64); err == nil {
-			m.memory = fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
-		}
-	}
-	if out, err := exec.CommandContext(ctx, "docker", "version", "--format", "{{.Server.Version}}").Output(); err == nil {
-		m.docker = strings.TrimSpace(string(out))
-	}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m.kernel = strings.TrimSpace(string(b))
-	}
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		if f := strings.Fields(string(b)); len(f) >= 3 {
-			m.loadavg = strings.Join(f[:3], " ")
-		}
-	}
-	return m
-}
-
-// procField returns the value of the first "key: value" line of a /proc
-// file.
-func procField(path, key string) (string, bool) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if ok && strings.TrimSpace(k) == key {
-			return strings.TrimSpace(v), true
-		}
-	}
-	return "", false
-}
 
 // report is the outcome of a run.
 type report struct {
-	machine machine
-	command string
-	opts    options
-	ms      []measurement
-	date    time.Time
+	benchkit.Run
+	opts options
+	ms   []measurement
 }
 
 // runs are the measurements of one side, N and workload, in the order run.
@@ -107,10 +46,9 @@ func (r report) find(workload string, n int, side string, concurrency int) (meas
 func (r report) markdown() string {
 	var b strings.Builder
 	o := r.opts
-	fmt.Fprintf(&b, "## Provisioning\n\n")
-	fmt.Fprintf(&b, "Measured %s with `%s`.\n\n", r.date.Format("2006-01-02 15:04 UTC"), r.command)
+	b.WriteString(r.Heading("Provisioning"))
 	fmt.Fprintf(&b, "Machine: %d CPUs (%s), %s memory, Docker %s, Linux %s, %s; load average after the run %s.\n\n",
-		r.machine.cpus, r.machine.cpu, r.machine.memory, r.machine.docker, r.machine.kernel, r.machine.goVer, r.machine.loadavg)
+		r.Machine.CPUs, r.Machine.CPU, r.Machine.Memory, r.Machine.Docker, r.Machine.Kernel, r.Machine.GoVersion, r.LoadAfter)
 	fmt.Fprintf(&b, "Both sides start `%s` with %d MiB memory (no swap), %s CPU, %d pids, all capabilities dropped, "+
 		"no-new-privileges, a named volume at /workspace and the port published on 127.0.0.1, and count a sandbox "+
 		"only once its `/healthz` answers 200 there. **loop** is the original's way: for each user `docker run -d` "+
@@ -164,7 +102,7 @@ func (r report) workloadSection(b *strings.Builder, w workload) {
 			}
 			fmt.Fprintf(b, "| %d | %.2f | %.3f | %.3f | %d | %.2f | %.3f | %.3f | %.2f× |\n", n,
 				loop.elapsed.Seconds(), loop.perSandbox().Seconds(), loop.cpuPerSandbox().Seconds(), c,
-				t.elapsed.Seconds(), t.perSandbox().Seconds(), t.cpuPerSandbox().Seconds(), ratio(loop.elapsed, t.elapsed))
+				t.elapsed.Seconds(), t.perSandbox().Seconds(), t.cpuPerSandbox().Seconds(), benchkit.Ratio(loop.elapsed, t.elapsed))
 		}
 	}
 
@@ -192,13 +130,13 @@ func (r report) workloadSection(b *strings.Builder, w workload) {
 		var parts []string
 		if a, ok := r.find(w.name, lo, "loop", 0); ok {
 			if z, ok := r.find(w.name, hi, "loop", 0); ok {
-				parts = append(parts, fmt.Sprintf("loop %.2f", ratio(z.perSandbox(), a.perSandbox())))
+				parts = append(parts, fmt.Sprintf("loop %.2f", benchkit.Ratio(z.perSandbox(), a.perSandbox())))
 			}
 		}
 		for _, c := range o.concurrency {
 			if a, ok := r.find(w.name, lo, "thon", c); ok {
 				if z, ok := r.find(w.name, hi, "thon", c); ok {
-					parts = append(parts, fmt.Sprintf("thon (concurrency %d) %.2f", c, ratio(z.perSandbox(), a.perSandbox())))
+					parts = append(parts, fmt.Sprintf("thon (concurrency %d) %.2f", c, benchkit.Ratio(z.perSandbox(), a.perSandbox())))
 				}
 			}
 		}
@@ -247,7 +185,7 @@ func (r report) verdict(workload string, c int) string {
 		if !ok1 || !ok2 {
 			continue
 		}
-		x := ratio(loop.elapsed, t.elapsed)
+		x := benchkit.Ratio(loop.elapsed, t.elapsed)
 		if i == 0 || x < minR {
 			minR = x
 		}
@@ -261,84 +199,10 @@ func (r report) verdict(workload string, c int) string {
 	return fmt.Sprintf("Goal (issue 3: at least 3× faster than the loop), workload %s: not met with concurrency %d at %s.", workload, c, strings.Join(short, ", "))
 }
 
-func ratio(a, b time.Duration) float64 {
-	if b <= 0 {
-		return 0
-	}
-	return float64(a) / float64(b)
-}
-
 func joinInts(v []int) string {
 	s := make([]string, len(v))
 	for i, x := range v {
 		s[i] = strconv.Itoa(x)
 	}
 	return strings.Join(s, ", ")
-}
-
-// resultsHeader starts a new RESULTS.md.
-const resultsHeader = `# Benchmark results
-
-How these are produced: ` + "`make bench`" + ` (or ` + "`bench/run.sh`" + `) runs every benchmark of the project
-in turn. Each one measures thon and a reference doing the same work in one run, side by side, on the
-same machine, and reports the ratio. These machines are small (2 shared cores) and noisy: the absolute
-numbers below move from run to run and mean little on their own; the ratios measured in one run, and how
-they change with the load, are the result. Each section says the exact command, the machine, and when
-it was measured; a section is rewritten by its benchmark, never edited by hand.
-`
-
-// updateResults writes body as the section named title of the markdown
-// file at path: it replaces the section from its "## title" line up to the
-// next "## " heading, or appends it. A missing file is created with
-// resultsHeader.
-func updateResults(path, title, body string) error {
-	old, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		old, err = []byte(resultsHeader), nil
-	}
-	if err != nil {
-		return err
-	}
-	out := replaceSection(string(old), title, body)
-	if bytes.Equal([]byte(out), old) {
-		return nil
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(out), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
-
-// replaceSection returns doc with the level-2 section named title replaced
-// by body, or body appended after a blank line if there is none.
-func replaceSection(doc, title, body string) string {
-	body = strings.TrimRight(body, "\n") + "\n"
-	lines := strings.SplitAfter(doc, "\n")
-	start, end := -1, len(lines)
-	for i, l := range lines {
-		t := strings.TrimRight(l, "\r\n")
-		if !strings.HasPrefix(t, "## ") {
-			continue
-		}
-		if start < 0 && strings.TrimSpace(t[3:]) == title {
-			start = i
-		} else if start >= 0 {
-			end = i
-			break
-		}
-	}
-	if start < 0 {
-		doc = strings.TrimRight(doc, "\n")
-		if doc == "" {
-			return body
-		}
-		return doc + "\n\n" + body
-	}
-	head := strings.Join(lines[:start], "")
-	tail := strings.Join(lines[end:], "")
-	if tail != "" {
-		body += "\n"
-	}
-	return head + body + tail
 }

@@ -6,17 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/thon-dev/thon/bench/internal/benchkit"
 	"github.com/thon-dev/thon/llm"
 )
 
@@ -32,15 +31,11 @@ func newName(prefix string) string {
 	return prefix + strings.ToLower(rand.Text()[:8])
 }
 
-// portBase returns the first of n+portSlack ports chosen at random from
-// 20000 on, so that a run rarely meets ports that tests running at the
-// same time use; both sides skip taken ports anyway.
+// portBase returns the first of n+portSlack ports chosen at random, so
+// that a run rarely meets ports that tests running at the same time use;
+// both sides skip taken ports anyway.
 func portBase(n int) int {
-	v, err := rand.Int(rand.Reader, big.NewInt(int64(40000-n-portSlack)))
-	if err != nil {
-		panic(err)
-	}
-	return 20000 + int(v.Int64())
+	return benchkit.PortBase(n + portSlack)
 }
 
 // portFree reports whether nothing listens on 127.0.0.1:p.
@@ -129,7 +124,7 @@ func (c *cleaner) add(group string) {
 // remove removes a group's containers and volumes; failures are reported
 // on stderr and the group is kept for removeAll to try again.
 func (c *cleaner) remove(group string) {
-	if err := removeGroup(group); err != nil {
+	if err := benchkit.RemoveGroup(group); err != nil {
 		fmt.Fprintf(os.Stderr, "cleanup of %s: %v\n", group, err)
 		return
 	}
@@ -151,56 +146,6 @@ func (c *cleaner) removeAll() {
 	for _, g := range groups {
 		c.remove(g)
 	}
-}
-
-// removeGroup force-removes the containers labelled with group, then its
-// volumes: those labelled with it (thon's) and those named after it (the
-// loop's, created by docker run -v).
-func removeGroup(group string) error {
-	ids, err := dockerLines("ps", "-aq", "--filter", "label=thon.group="+group)
-	if err != nil {
-		return err
-	}
-	if len(ids) > 0 {
-		if out, err := exec.Command("docker", append([]string{"rm", "-f", "-v"}, ids...)...).CombinedOutput(); err != nil {
-			return fmt.Errorf("docker rm: %v: %s", err, strings.TrimSpace(string(out)))
-		}
-	}
-	labelled, err := dockerLines("volume", "ls", "-q", "--filter", "label=thon.group="+group)
-	if err != nil {
-		return err
-	}
-	named, err := dockerLines("volume", "ls", "-q", "--filter", "name=thon-workspace-"+group+"-")
-	if err != nil {
-		return err
-	}
-	vols := map[string]bool{}
-	for _, v := range append(labelled, named...) {
-		vols[v] = true
-	}
-	if len(vols) == 0 {
-		return nil
-	}
-	args := []string{"volume", "rm", "-f"}
-	for v := range vols {
-		args = append(args, v)
-	}
-	if out, err := exec.Command("docker", args...).CombinedOutput(); err != nil {
-		return fmt.Errorf("docker volume rm: %v: %s", err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
-
-func dockerLines(args ...string) ([]string, error) {
-	out, err := exec.Command("docker", args...).Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return nil, fmt.Errorf("docker %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(ee.Stderr)))
-		}
-		return nil, fmt.Errorf("docker %s: %v", strings.Join(args, " "), err)
-	}
-	return strings.Fields(string(out)), nil
 }
 
 // checkFiles reads the workload's files back from the sandbox of user on

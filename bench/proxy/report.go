@@ -1,117 +1,25 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/thon-dev/thon/bench/internal/benchkit"
 )
 
-// machine describes where a run happened.
-type machine struct {
-	cpus   int
-	cpu    string
-	memory string
-	kernel string
-	goVer  string
-	thon   string // `thon version`
-	nginx  string
-	wrk    string
-	docker string
-}
-
-func describeMachine(ctx context.Context, thonBin string, o options) machine {
-	m := machine{cpus: runtime.NumCPU(), goVer: runtime.Version(), cpu: "?", memory: "?", kernel: "?", thon: "?", nginx: "?", wrk: "?", docker: "?"}
-	if v, ok := procField("/proc/cpuinfo", "model name"); ok {
-		m.cpu = v
-	}
-	if v, ok := procField("/proc/meminfo", "MemTotal"); ok {
-		if kb, err := strconv.ParseInt(strings.TrimSuffix(v, " kB"), 10, 64); err == nil {
-			m.memory = fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
-		}
-	}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m.kernel = strings.TrimSpace(string(b))
-	}
-	first := func(out []byte) string {
-		line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
-		return strings.TrimSpace(line)
-	}
-	// `thon version` prints Caddy's version and module sum.
-	if out, err := exec.CommandContext(ctx, thonBin, "version").Output(); err == nil {
-		if f := strings.Fields(first(out)); len(f) > 0 {
-			m.thon = f[0]
-		}
-	}
-	if out, err := exec.CommandContext(ctx, o.nginx, "-v").CombinedOutput(); err == nil {
-		m.nginx = strings.TrimPrefix(first(out), "nginx version: nginx/")
-	}
-	// wrk -v prints its version and usage, and exits 1.
-	if out, _ := exec.CommandContext(ctx, o.wrk, "-v").CombinedOutput(); len(out) > 0 {
-		if f := strings.Fields(first(out)); len(f) >= 2 {
-			m.wrk = f[0] + " " + f[1]
-		}
-	}
-	if out, err := exec.CommandContext(ctx, "docker", "version", "--format", "{{.Server.Version}}").Output(); err == nil {
-		m.docker = first(out)
-	}
-	return m
-}
-
-// procField returns the value of the first "key: value" line of a /proc
-// file.
-func procField(path, key string) (string, bool) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if ok && strings.TrimSpace(k) == key {
-			return strings.TrimSpace(v), true
-		}
-	}
-	return "", false
-}
-
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-// report is the outcome of a run.
+// report is the outcome of a run: the wrk and WebSocket rounds.
 type report struct {
 	opts        options
-	command     string
-	machine     machine
-	date        time.Time
 	frontEnds   []frontEnd
 	sandboxPort int
-	orders      [][]string          // front ends in the order each round ran them
-	samples     map[string][]sample // by front end, one per round
-	loadBefore  string
-	loadAfter   string
 	pageSizes   []string // "<front end> <bytes>"
 	dockerProxy bool     // Docker's userland proxy carries the sandbox's port
+	benchkit.Run
+	benchkit.Rounds[sample]
 }
 
 // dockerProxyFor reports whether a docker-proxy process forwards host
@@ -139,41 +47,18 @@ func dockerProxyFor(port int) bool {
 
 // figures are one front end's medians over the rounds.
 type figures struct {
-	rps, wsRate float64
-	p50, p99    time.Duration
+	benchkit.WrkResult
+	wsRate float64
 }
 
 func (r report) medians(name string) figures {
-	var rps, ws []float64
-	var p50, p99 []time.Duration
-	for _, s := range r.samples[name] {
-		rps = append(rps, s.wrk.rps)
+	var wrk []benchkit.WrkResult
+	var ws []float64
+	for _, s := range r.Samples[name] {
+		wrk = append(wrk, s.wrk)
 		ws = append(ws, s.ws.perSecond())
-		p50 = append(p50, s.wrk.p50)
-		p99 = append(p99, s.wrk.p99)
 	}
-	return figures{rps: median(rps), wsRate: median(ws), p50: median(p50), p99: median(p99)}
-}
-
-// median of v: the middle value, or the mean of the two middle ones.
-func median[T int64 | float64 | time.Duration](v []T) T {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
-
-func ratio(a, b float64) float64 {
-	if b == 0 {
-		return 0
-	}
-	return a / b
+	return figures{WrkResult: benchkit.MedianWrk(wrk), wsRate: benchkit.Median(ws)}
 }
 
 // goal is issue 4's: thon's sandbox route at least 0.95× plain Caddy.
@@ -183,11 +68,10 @@ const goal = 0.95
 func (r report) markdown() string {
 	var b strings.Builder
 	o := r.opts
-	m := r.machine
-	fmt.Fprintf(&b, "## Proxy\n\n")
-	fmt.Fprintf(&b, "Measured %s with `%s`.\n\n", r.date.Format("2006-01-02 15:04 UTC"), r.command)
+	m := r.Machine
+	b.WriteString(r.Heading("Proxy"))
 	fmt.Fprintf(&b, "Machine: %d CPUs (%s), %s memory, Linux %s, Docker %s, %s; thon on Caddy %s, nginx %s, %s; load average %s before the rounds, %s after.\n\n",
-		m.cpus, m.cpu, m.memory, m.kernel, m.docker, m.goVer, m.thon, m.nginx, m.wrk, r.loadBefore, r.loadAfter)
+		m.CPUs, m.CPU, m.Memory, m.Kernel, m.Docker, m.GoVersion, m.Thon, m.Nginx, m.Wrk, r.LoadBefore, r.LoadAfter)
 	fmt.Fprintf(&b, "One sandbox, `%s` (a real container with %s CPUs and %d MiB), published on 127.0.0.1:%d; every front end "+
 		"listens on 127.0.0.1 and proxies to it, over plain HTTP. **thon** is the thon binary (built from ./cmd/thon) "+
 		"running the sandbox route `thon_sandbox` (path /s/<group>/<user>/, prefix stripped, dynamic upstream from the routing table) "+
@@ -210,9 +94,9 @@ func (r report) markdown() string {
 	fmt.Fprintf(&b, "HTTP: `wrk -t%d -c%d -d%ds --latency` on the sandbox's page for / (bytes of HTML through each: %s). WebSocket: %d connections, "+
 		"each sending a %d-byte message and waiting for its echo, again and again, for %v; every echo is checked. "+
 		"%d round(s); in each, every front end runs alone, in an order rotating per round; figures are medians over the rounds",
-		o.threads, o.connections, int(o.duration/time.Second), strings.Join(r.pageSizes, ", "), o.wsConns, o.wsSize, o.wsDuration, o.rounds)
-	if o.warmup > 0 {
-		fmt.Fprintf(&b, ", after an unmeasured %v warm-up of each", o.warmup)
+		o.Threads, o.Connections, int(o.Duration/time.Second), strings.Join(r.pageSizes, ", "), o.wsConns, o.wsSize, o.wsDuration, o.Rounds)
+	if o.Warmup > 0 {
+		fmt.Fprintf(&b, ", after an unmeasured %v warm-up of each", o.Warmup)
 	}
 	b.WriteString(". The load generators run on the same 2 CPUs as the proxies and the sandbox.\n\n")
 
@@ -221,33 +105,28 @@ func (r report) markdown() string {
 	caddy := r.medians("caddy")
 	for _, fe := range r.frontEnds {
 		f := r.medians(fe.name)
-		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %.0f | %.2f× | %.2f× |\n", fe.name, f.rps, fmtDur(f.p50), fmtDur(f.p99), f.wsRate,
-			ratio(f.rps, caddy.rps), ratio(f.wsRate, caddy.wsRate))
+		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %.0f | %.2f× | %.2f× |\n", fe.name, f.RPS, benchkit.FmtDur(f.P50), benchkit.FmtDur(f.P99), f.wsRate,
+			benchkit.Ratio(f.RPS, caddy.RPS), benchkit.Ratio(f.wsRate, caddy.wsRate))
 	}
 
 	thon, tuned, ngx, ngxKA := r.medians("thon"), r.medians("caddy-tuned"), r.medians("nginx"), r.medians("nginx-keepalive")
-	if flush, ok := r.samples["thon-flush"]; ok && len(flush) > 0 {
+	if flush, ok := r.Samples["thon-flush"]; ok && len(flush) > 0 {
 		f := r.medians("thon-flush")
 		fmt.Fprintf(&b, "\nthon-flush ÷ thon: requests/s %.2f×, p50 latency %.2f×: the cost of `flush_interval -1`.\n",
-			ratio(f.rps, thon.rps), ratio(float64(f.p50), float64(thon.p50)))
+			benchkit.Ratio(f.RPS, thon.RPS), benchkit.Ratio(f.P50, thon.P50))
 	}
 	fmt.Fprintf(&b, "\nRatios (medians): thon ÷ caddy: requests/s %.2f×, p50 latency %.2f×, p99 latency %.2f×, WebSocket echoes/s %.2f×. "+
 		"thon ÷ caddy-tuned: requests/s %.2f×, WebSocket %.2f×. thon ÷ nginx: requests/s %.2f×, p50 latency %.2f×, p99 latency %.2f×, WebSocket %.2f×. "+
 		"thon ÷ nginx-keepalive: requests/s %.2f×, p50 latency %.2f×, p99 latency %.2f×, WebSocket %.2f×.\n\n",
-		ratio(thon.rps, caddy.rps), ratio(float64(thon.p50), float64(caddy.p50)), ratio(float64(thon.p99), float64(caddy.p99)), ratio(thon.wsRate, caddy.wsRate),
-		ratio(thon.rps, tuned.rps), ratio(thon.wsRate, tuned.wsRate),
-		ratio(thon.rps, ngx.rps), ratio(float64(thon.p50), float64(ngx.p50)), ratio(float64(thon.p99), float64(ngx.p99)), ratio(thon.wsRate, ngx.wsRate),
-		ratio(thon.rps, ngxKA.rps), ratio(float64(thon.p50), float64(ngxKA.p50)), ratio(float64(thon.p99), float64(ngxKA.p99)), ratio(thon.wsRate, ngxKA.wsRate))
+		benchkit.Ratio(thon.RPS, caddy.RPS), benchkit.Ratio(thon.P50, caddy.P50), benchkit.Ratio(thon.P99, caddy.P99), benchkit.Ratio(thon.wsRate, caddy.wsRate),
+		benchkit.Ratio(thon.RPS, tuned.RPS), benchkit.Ratio(thon.wsRate, tuned.wsRate),
+		benchkit.Ratio(thon.RPS, ngx.RPS), benchkit.Ratio(thon.P50, ngx.P50), benchkit.Ratio(thon.P99, ngx.P99), benchkit.Ratio(thon.wsRate, ngx.wsRate),
+		benchkit.Ratio(thon.RPS, ngxKA.RPS), benchkit.Ratio(thon.P50, ngxKA.P50), benchkit.Ratio(thon.P99, ngxKA.P99), benchkit.Ratio(thon.wsRate, ngxKA.wsRate))
 
 	b.WriteString("Every round (requests/s; WebSocket echoes/s), in the order run:\n\n")
-	for i, order := range r.orders {
-		parts := make([]string, len(order))
-		for j, name := range order {
-			s := r.samples[name][i]
-			parts[j] = fmt.Sprintf("%s %.0f; %.0f", name, s.wrk.rps, s.ws.perSecond())
-		}
-		fmt.Fprintf(&b, "- round %d: %s\n", i+1, strings.Join(parts, " · "))
-	}
+	b.WriteString(r.List(func(name string, s sample) string {
+		return fmt.Sprintf("%s %.0f; %.0f", name, s.wrk.RPS, s.ws.perSecond())
+	}))
 	b.WriteString("\n" + r.verdict() + "\n")
 	return b.String()
 }
@@ -255,7 +134,7 @@ func (r report) markdown() string {
 // verdict states, from the figures, whether thon met the goal.
 func (r report) verdict() string {
 	thon, caddy := r.medians("thon"), r.medians("caddy")
-	httpR, wsR := ratio(thon.rps, caddy.rps), ratio(thon.wsRate, caddy.wsRate)
+	httpR, wsR := benchkit.Ratio(thon.RPS, caddy.RPS), benchkit.Ratio(thon.wsRate, caddy.wsRate)
 	var short []string
 	if httpR < goal {
 		short = append(short, fmt.Sprintf("requests/s %.2f×", httpR))
@@ -267,83 +146,4 @@ func (r report) verdict() string {
 		return fmt.Sprintf("Goal (issue 4: thon's sandbox route at least %.2f× plain Caddy) met: requests/s %.2f×, WebSocket echoes/s %.2f×.", goal, httpR, wsR)
 	}
 	return fmt.Sprintf("Goal (issue 4: thon's sandbox route at least %.2f× plain Caddy) not met: %s.", goal, strings.Join(short, ", "))
-}
-
-// fmtDur prints a latency with three significant digits.
-func fmtDur(d time.Duration) string {
-	switch {
-	case d >= time.Second:
-		return fmt.Sprintf("%.3gs", d.Seconds())
-	case d >= time.Millisecond:
-		return fmt.Sprintf("%.3gms", float64(d)/float64(time.Millisecond))
-	default:
-		return fmt.Sprintf("%.3gµs", float64(d)/float64(time.Microsecond))
-	}
-}
-
-// resultsHeader starts a new RESULTS.md; the same as the other benchmarks
-// write.
-const resultsHeader = `# Benchmark results
-
-How these are produced: ` + "`make bench`" + ` (or ` + "`bench/run.sh`" + `) runs every benchmark of the project
-in turn. Each one measures thon and a reference doing the same work in one run, side by side, on the
-same machine, and reports the ratio. These machines are small (2 shared cores) and noisy: the absolute
-numbers below move from run to run and mean little on their own; the ratios measured in one run, and how
-they change with the load, are the result. Each section says the exact command, the machine, and when
-it was measured; a section is rewritten by its benchmark, never edited by hand.
-`
-
-// updateResults writes body as the section named title of the markdown
-// file at path: it replaces the section from its "## title" line up to the
-// next "## " heading, or appends it. A missing file is created with
-// resultsHeader.
-func updateResults(path, title, body string) error {
-	old, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		old, err = []byte(resultsHeader), nil
-	}
-	if err != nil {
-		return err
-	}
-	out := replaceSection(string(old), title, body)
-	if bytes.Equal([]byte(out), old) {
-		return nil
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(out), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
-
-// replaceSection returns doc with the level-2 section named title replaced
-// by body, or body appended after a blank line if there is none.
-func replaceSection(doc, title, body string) string {
-	body = strings.TrimRight(body, "\n") + "\n"
-	lines := strings.SplitAfter(doc, "\n")
-	start, end := -1, len(lines)
-	for i, l := range lines {
-		t := strings.TrimRight(l, "\r\n")
-		if !strings.HasPrefix(t, "## ") {
-			continue
-		}
-		if start < 0 && strings.TrimSpace(t[3:]) == title {
-			start = i
-		} else if start >= 0 {
-			end = i
-			break
-		}
-	}
-	if start < 0 {
-		doc = strings.TrimRight(doc, "\n")
-		if doc == "" {
-			return body
-		}
-		return doc + "\n\n" + body
-	}
-	rest := strings.Join(lines[end:], "")
-	if rest != "" {
-		body += "\n"
-	}
-	return strings.Join(lines[:start], "") + body + rest
 }

@@ -1,4 +1,4 @@
-package main
+package benchkit
 
 import (
 	"bufio"
@@ -13,41 +13,54 @@ import (
 	"time"
 )
 
-// wrkResult is what one wrk run reports.
-type wrkResult struct {
-	requests   int64
-	rps        float64       // Requests/sec
-	p50, p99   time.Duration // from the latency distribution
-	non2xx     int64         // "Non-2xx or 3xx responses"
-	sockErrors int64         // connect + read + write + timeout
+// WrkResult is what one wrk run reports.
+type WrkResult struct {
+	Requests   int64         // answered during the run
+	RPS        float64       // Requests/sec
+	P50, P99   time.Duration // from the latency distribution
+	Non2xx     int64         // "Non-2xx or 3xx responses"
+	SockErrors int64         // connect + read + write + timeout
 }
 
-// runWrk runs wrk with --latency against url, with a Lua script (the
-// POST body) and request headers, and parses its report.
-func runWrk(ctx context.Context, bin string, threads, conns int, d time.Duration, script string, headers []string, url string) (wrkResult, error) {
+// WrkOptions are how wrk is run.
+type WrkOptions struct {
+	Bin         string        // wrk executable
+	Threads     int           // -t
+	Connections int           // -c
+	Duration    time.Duration // of the run, in whole seconds
+	Script      string        // Lua script (-s), e.g. setting the method and body; "" for none
+	Headers     []string      // request headers (-H), "Name: value"
+}
+
+// RunWrk runs wrk with --latency against url and parses its report. The
+// duration is rounded to whole seconds.
+func RunWrk(ctx context.Context, o WrkOptions, url string) (WrkResult, error) {
 	args := []string{
-		"-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns),
-		"-d", strconv.Itoa(int(d.Round(time.Second)/time.Second)) + "s",
-		"--timeout", "10s", "--latency", "-s", script,
+		"-t", strconv.Itoa(o.Threads), "-c", strconv.Itoa(o.Connections),
+		"-d", strconv.Itoa(int(o.Duration.Round(time.Second)/time.Second)) + "s",
+		"--timeout", "10s", "--latency",
 	}
-	for _, h := range headers {
+	if o.Script != "" {
+		args = append(args, "-s", o.Script)
+	}
+	for _, h := range o.Headers {
 		args = append(args, "-H", h)
 	}
 	args = append(args, url)
-	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd := exec.CommandContext(ctx, o.Bin, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return wrkResult{}, fmt.Errorf("wrk %s: %v: %s", url, err, out.String())
+		return WrkResult{}, fmt.Errorf("wrk %s: %v: %s", strings.Join(args, " "), err, out.String())
 	}
-	r, err := parseWrk(out.String())
+	r, err := ParseWrk(out.String())
 	if err != nil {
-		return r, fmt.Errorf("wrk %s: %v\n%s", url, err, out.String())
+		return r, fmt.Errorf("wrk %s: %v\n%s", strings.Join(args, " "), err, out.String())
 	}
 	return r, nil
 }
 
-// parseWrk reads the report of `wrk --latency`:
+// ParseWrk reads the report of `wrk --latency`:
 //
 //	  Latency Distribution
 //	     50%  412.00us
@@ -56,8 +69,8 @@ func runWrk(ctx context.Context, bin string, threads, conns int, d time.Duration
 //	  Socket errors: connect 0, read 0, write 0, timeout 0
 //	  Non-2xx or 3xx responses: 12
 //	Requests/sec:  12345.67
-func parseWrk(out string) (wrkResult, error) {
-	var r wrkResult
+func ParseWrk(out string) (WrkResult, error) {
+	var r WrkResult
 	var haveRPS, haveP50, haveP99, haveReq bool
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
@@ -70,28 +83,28 @@ func parseWrk(out string) (wrkResult, error) {
 				return r, fmt.Errorf("latency %s: %v", f[0], err)
 			}
 			if f[0] == "50%" {
-				r.p50, haveP50 = d, true
+				r.P50, haveP50 = d, true
 			} else {
-				r.p99, haveP99 = d, true
+				r.P99, haveP99 = d, true
 			}
 		case len(f) >= 3 && f[1] == "requests" && f[2] == "in":
 			n, err := strconv.ParseInt(f[0], 10, 64)
 			if err != nil {
 				return r, fmt.Errorf("requests: %q is not a number", f[0])
 			}
-			r.requests, haveReq = n, true
+			r.Requests, haveReq = n, true
 		case strings.HasPrefix(line, "Requests/sec:") && len(f) == 2:
 			v, err := strconv.ParseFloat(f[1], 64)
 			if err != nil {
 				return r, fmt.Errorf("requests/sec: %q is not a number", f[1])
 			}
-			r.rps, haveRPS = v, true
+			r.RPS, haveRPS = v, true
 		case strings.HasPrefix(line, "Non-2xx or 3xx responses:") && len(f) == 5:
 			n, err := strconv.ParseInt(f[4], 10, 64)
 			if err != nil {
 				return r, fmt.Errorf("non-2xx: %q is not a number", f[4])
 			}
-			r.non2xx = n
+			r.Non2xx = n
 		case strings.HasPrefix(line, "Socket errors:"):
 			// "Socket errors: connect 0, read 0, write 0, timeout 0"
 			for i := 2; i+1 < len(f); i += 2 {
@@ -99,7 +112,7 @@ func parseWrk(out string) (wrkResult, error) {
 				if err != nil {
 					return r, fmt.Errorf("socket errors: %q is not a number", f[i+1])
 				}
-				r.sockErrors += n
+				r.SockErrors += n
 			}
 		}
 	}
