@@ -167,13 +167,17 @@ func (m *Manager) provision(ctx context.Context, rec store.InstanceRecord, email
 	if err != nil {
 		return rec, err
 	}
+	node, err := m.nodeID(ctx)
+	if err != nil {
+		return rec, err
+	}
 	for attempt := 0; ; attempt++ {
-		id, err := m.dc().Create(ctx, m.spec(rec))
+		id, err := m.dc().Create(ctx, m.spec(rec, node))
 		if errors.Is(err, docker.ErrConflict) {
 			// A container of that name without a live record: an earlier
 			// thon's leftover. Replace it, unless it is somebody else's.
 			if err = m.replaceLeftover(ctx, rec.Name); err == nil {
-				id, err = m.dc().Create(ctx, m.spec(rec))
+				id, err = m.dc().Create(ctx, m.spec(rec, node))
 			}
 		}
 		if err != nil {
@@ -247,11 +251,18 @@ func (m *Manager) replaceLeftover(ctx context.Context, name string) error {
 	if c.Labels[LabelManagedBy] != managedByValue && c.Labels[legacyManagedBy] != legacyManagedVal {
 		return fmt.Errorf("a container named %s exists and was not made by thon: %w", name, ErrConflict)
 	}
+	node, err := m.nodeID(ctx)
+	if err != nil {
+		return err
+	}
+	if n := c.Labels[LabelNode]; n != "" && n != node {
+		return fmt.Errorf("a container named %s belongs to another thon on this Docker engine (node %s): %w", name, n, ErrConflict)
+	}
 	m.log.Info("replacing a leftover sandbox container", "container", name)
 	return dockerErr(m.dc().Remove(ctx, c.ID, false))
 }
 
-func (m *Manager) spec(rec store.InstanceRecord) docker.Spec {
+func (m *Manager) spec(rec store.InstanceRecord, node string) docker.Spec {
 	auth := "none"
 	if rec.Password != "" {
 		auth = "password"
@@ -266,6 +277,7 @@ func (m *Manager) spec(rec store.InstanceRecord) docker.Spec {
 			LabelPort:      portLabel(rec.Port),
 			LabelInstance:  idString(rec.ID),
 			LabelWorkspace: rec.Workspace,
+			LabelNode:      node,
 		},
 		Env: []string{"THON_GROUP=" + rec.Group, "THON_USERNAME=" + rec.User},
 		Cmd: []string{"code-server", "--bind-addr", "0.0.0.0:" + strconv.Itoa(m.conf().ContainerPort),

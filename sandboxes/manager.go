@@ -51,12 +51,15 @@ const (
 // containers carry managed-by=thon-client with group, username and port;
 // reconciliation adopts those too.
 const (
-	LabelManagedBy   = "thon.managed-by"
-	LabelGroup       = "thon.group"
-	LabelUser        = "thon.user"
-	LabelPort        = "thon.port"
-	LabelInstance    = "thon.instance"
-	LabelWorkspace   = "thon.workspace"
+	LabelManagedBy = "thon.managed-by"
+	LabelGroup     = "thon.group"
+	LabelUser      = "thon.user"
+	LabelPort      = "thon.port"
+	LabelInstance  = "thon.instance"
+	LabelWorkspace = "thon.workspace"
+	// LabelNode names the thon (its database) that made a container, so
+	// that thons sharing a Docker engine never adopt each other's.
+	LabelNode        = "thon.node"
 	managedByValue   = "thon"
 	legacyManagedBy  = "managed-by"
 	legacyManagedVal = "thon-client"
@@ -128,6 +131,32 @@ type Manager struct {
 	readyMu  sync.Mutex
 	readyKey string // engine and image of the last successful check
 	readyAt  time.Time
+
+	nodeMu sync.Mutex
+	node   string // this thon's LabelNode value, once read
+}
+
+// settingNode is the setting that holds this thon's node ID, made with the
+// database (store migration 0003).
+const settingNode = "sandboxes.node_id"
+
+// nodeID returns this thon's node ID: every container it creates is
+// labelled with it.
+func (m *Manager) nodeID(ctx context.Context) (string, error) {
+	m.nodeMu.Lock()
+	defer m.nodeMu.Unlock()
+	if m.node != "" {
+		return m.node, nil
+	}
+	id, ok, err := m.store.Setting(ctx, settingNode)
+	if err != nil {
+		return "", err
+	}
+	if !ok || id == "" {
+		return "", fmt.Errorf("the database has no %s setting", settingNode)
+	}
+	m.node = id
+	return id, nil
 }
 
 // NewManager returns a manager of the sandboxes recorded in st and run by

@@ -396,6 +396,15 @@ func TestReconcileAfterRestart(t *testing.T) {
 		t.Fatalf("starting an original-thon container: %v %s", err, out)
 	}
 
+	// And a sandbox of another thon sharing the engine: never adopted.
+	foreignUser := "foreign"
+	out, err = exec.Command("docker", "run", "-d", "--name", "thon-"+e.group+"-"+foreignUser,
+		"--label", LabelManagedBy+"="+managedByValue, "--label", LabelGroup+"="+e.group, "--label", LabelUser+"="+foreignUser,
+		"--label", LabelNode+"=0123456789abcdef", dockertest.Image).CombinedOutput()
+	if err != nil {
+		t.Fatalf("starting another thon's container: %v %s", err, out)
+	}
+
 	m2 := e.manager(func(cfg *Config) { cfg.PortStart, cfg.PortEnd = e.m.cfg.PortStart, e.m.cfg.PortEnd })
 	for range 2 { // twice: the second run must change nothing
 		if err := m2.Reconcile(e.ctx); err != nil {
@@ -435,6 +444,19 @@ func TestReconcileAfterRestart(t *testing.T) {
 	}
 	if _, ok := m2.Routes().ByName(e.group, e.users[1]); ok {
 		t.Error("route to a missing sandbox")
+	}
+	if _, ok := byUser[foreignUser]; ok {
+		t.Error("another thon's sandbox was adopted")
+	}
+	// Its name is not taken over either.
+	if _, err := e.st.AddUser(e.ctx, e.group, store.RosterUser{Name: foreignUser}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m2.Launch(e.ctx, e.group, foreignUser); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "another thon") {
+		t.Errorf("launch over another thon's container: %v", err)
+	}
+	if out, err := exec.Command("docker", "inspect", "thon-"+e.group+"-"+foreignUser).CombinedOutput(); err != nil {
+		t.Errorf("another thon's container was removed: %v %s", err, out)
 	}
 	// Launching b again rebuilds it on its workspace.
 	nb, err := m2.Launch(e.ctx, e.group, e.users[1])

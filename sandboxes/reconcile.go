@@ -142,8 +142,15 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	}
 	containers = append(containers, legacy...)
 
+	node, err := m.nodeID(ctx)
+	if err != nil {
+		return err
+	}
 	seen := map[string]bool{}
 	for _, c := range containers {
+		if n := c.Labels[LabelNode]; n != "" && n != node {
+			continue // another thon's, on the same engine
+		}
 		group, user := c.Labels[LabelGroup], c.Labels[LabelUser]
 		if c.Labels[LabelManagedBy] != managedByValue {
 			group, user = c.Labels["group"], c.Labels["username"]
