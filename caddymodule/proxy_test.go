@@ -238,6 +238,13 @@ func TestIntegrationSandboxProxyStreams(t *testing.T) {
 	}))
 	t.Cleanup(upstream.Close)
 	port := upstream.Listener.Addr().(*net.TCPAddr).Port
+	// After the app's first reconciliation, which drops routes without a
+	// record.
+	select {
+	case <-activeApp(t).Sandboxes().Reconciled():
+	case <-time.After(time.Minute):
+		t.Fatal("the app did not reconcile with Docker")
+	}
 	routes := activeApp(t).Sandboxes().Routes()
 	routes.Set(sandboxes.Route{ID: "stream-test", Group: "streams", User: "dev", Port: port, State: sandboxes.StateRunning})
 	t.Cleanup(func() { routes.Delete("stream-test") })

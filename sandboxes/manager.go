@@ -134,7 +134,14 @@ type Manager struct {
 
 	nodeMu sync.Mutex
 	node   string // this thon's LabelNode value, once read
+
+	reconciled     chan struct{} // closed after Run's first reconciliation
+	reconciledOnce sync.Once
 }
+
+// Reconciled is closed once Run has reconciled the records and the routing
+// table with Docker for the first time.
+func (m *Manager) Reconciled() <-chan struct{} { return m.reconciled }
 
 // settingNode is the setting that holds this thon's node ID, made with the
 // database (store migration 0003).
@@ -170,15 +177,16 @@ func NewManager(st *store.Store, dc *docker.Client, cfg Config) (*Manager, error
 		return nil, err
 	}
 	return &Manager{
-		cfg:       cfg,
-		store:     st,
-		docker:    dc,
-		routes:    NewRoutes(),
-		log:       cfg.Logger,
-		health:    &http.Client{Timeout: 2 * time.Second},
-		userLocks: map[string]*sync.Mutex{},
-		ops:       map[string]*opState{},
-		runCtx:    context.Background(),
+		cfg:        cfg,
+		store:      st,
+		docker:     dc,
+		routes:     NewRoutes(),
+		log:        cfg.Logger,
+		health:     &http.Client{Timeout: 2 * time.Second},
+		userLocks:  map[string]*sync.Mutex{},
+		ops:        map[string]*opState{},
+		runCtx:     context.Background(),
+		reconciled: make(chan struct{}),
 	}, nil
 }
 

@@ -396,6 +396,14 @@ func TestReconcileAfterRestart(t *testing.T) {
 		t.Fatalf("starting an original-thon container: %v %s", err, out)
 	}
 
+	// An original-thon container of a user this database does not know:
+	// somebody else's, left alone.
+	out, err = exec.Command("docker", "run", "-d", "--name", "thon-"+e.group+"-stranger",
+		"--label", "managed-by=thon-client", "--label", "group="+e.group, "--label", "username=stranger",
+		"--label", "thon.group="+e.group, dockertest.Image).CombinedOutput()
+	if err != nil {
+		t.Fatalf("starting an original-thon container: %v %s", err, out)
+	}
 	// And a sandbox of another thon sharing the engine: never adopted.
 	foreignUser := "foreign"
 	out, err = exec.Command("docker", "run", "-d", "--name", "thon-"+e.group+"-"+foreignUser,
@@ -447,6 +455,9 @@ func TestReconcileAfterRestart(t *testing.T) {
 	}
 	if _, ok := byUser[foreignUser]; ok {
 		t.Error("another thon's sandbox was adopted")
+	}
+	if _, ok := byUser["stranger"]; ok {
+		t.Error("an original-thon sandbox of an unknown user was adopted")
 	}
 	// Its name is not taken over either.
 	if _, err := e.st.AddUser(e.ctx, e.group, store.RosterUser{Name: foreignUser}); err != nil {

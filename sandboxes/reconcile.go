@@ -41,6 +41,7 @@ func (m *Manager) watchLoop(ctx context.Context) {
 			backoff = min(backoff*2, time.Minute)
 			continue
 		}
+		m.reconciledOnce.Do(func() { close(m.reconciled) })
 		backoff = time.Second
 		err := m.followEvents(ctx)
 		if ctx.Err() != nil {
@@ -148,7 +149,8 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	}
 	seen := map[string]bool{}
 	for _, c := range containers {
-		if n := c.Labels[LabelNode]; n != "" && n != node {
+		n := c.Labels[LabelNode]
+		if n != "" && n != node {
 			continue // another thon's, on the same engine
 		}
 		group, user := c.Labels[LabelGroup], c.Labels[LabelUser]
@@ -158,6 +160,15 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		if store.ValidateName("group", group) != nil || store.ValidateName("user", user) != nil {
 			m.log.Warn("ignoring a sandbox container with bad labels", "container", c.Name)
 			continue
+		}
+		if n == "" {
+			// The original's, or an older thon's: whose it is shows only in
+			// the users it serves. Adopt it for a user of this database.
+			if _, err := m.store.GetUser(ctx, group, user); errors.Is(err, store.ErrNotFound) {
+				continue
+			} else if err != nil {
+				return err
+			}
 		}
 		key := group + "/" + user
 		if seen[key] {
