@@ -46,7 +46,7 @@ func TestLoadAvg(t *testing.T) {
 func TestDescribeMachine(t *testing.T) {
 	for _, bin := range []string{"wrk", "/usr/sbin/nginx"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("%s is not installed", bin)
+			t.Fatalf("%s is required (apt-get install wrk nginx): %v", bin, err)
 		}
 	}
 	m := DescribeMachine(context.Background(), Tools{Nginx: "/usr/sbin/nginx", Wrk: "wrk", Thon: filepath.Join(t.TempDir(), "thon")})

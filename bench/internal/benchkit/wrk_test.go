@@ -100,7 +100,7 @@ func FuzzParseWrk(f *testing.F) {
 // loopback server.
 func TestRunWrk(t *testing.T) {
 	if _, err := exec.LookPath("wrk"); err != nil {
-		t.Skip("wrk is not installed")
+		t.Fatalf("wrk is required (apt-get install wrk): %v", err)
 	}
 	var posts, bad atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
