@@ -267,3 +267,36 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // Interface guard
 var _ caddyfile.Unmarshaler = (*App)(nil)
+
+// blockOptions walks the block of the global option's setting name, which
+// takes no arguments, calling set for each of its settings with its one
+// value; a setting may appear once. With emptyOK a setting may come with
+// no value (as an empty environment variable leaves it) and set gets "".
+func blockOptions(d *caddyfile.Dispenser, name string, emptyOK bool, set func(opt, v string) error) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if seen[opt] {
+			return d.Errf("%s option %q already specified", name, opt)
+		}
+		seen[opt] = true
+		args := d.RemainingArgs()
+		switch {
+		case emptyOK && len(args) > 1:
+			return d.Errf("%s %s: expected one value, got %d", name, opt, len(args))
+		case !emptyOK && len(args) != 1:
+			return d.Errf("%s %s: expected one value", name, opt)
+		}
+		v := ""
+		if len(args) == 1 {
+			v = args[0]
+		}
+		if err := set(opt, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}

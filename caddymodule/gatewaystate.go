@@ -83,29 +83,12 @@ const (
 // leaves it) stays unset.
 func parseGatewayOption(d *caddyfile.Dispenser) (*GatewayConfig, error) {
 	c := new(GatewayConfig)
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		opt := d.Val()
-		if seen[opt] {
-			return nil, d.Errf("gateway option %q already specified", opt)
-		}
-		seen[opt] = true
-		args := d.RemainingArgs()
-		if len(args) > 1 {
-			return nil, d.Errf("gateway %s: expected one value, got %d", opt, len(args))
-		}
-		v := ""
-		if len(args) == 1 {
-			v = args[0]
-		}
+	err := blockOptions(d, "gateway", true, func(opt, v string) error {
 		switch opt {
 		case "redis":
 			if v != "" && !strings.Contains(v, "{") {
 				if err := checkHostPort(v); err != nil {
-					return nil, d.Errf("gateway redis: %v", err)
+					return d.Errf("gateway redis: %v", err)
 				}
 			}
 			c.Redis = v
@@ -117,28 +100,32 @@ func parseGatewayOption(d *caddyfile.Dispenser) (*GatewayConfig, error) {
 			c.RedisPrefix = v
 		case "redis_db":
 			if v == "" {
-				continue
+				return nil
 			}
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 {
-				return nil, d.Errf("gateway redis_db: %q is not a database number (0 or more)", v)
+				return d.Errf("gateway redis_db: %q is not a database number (0 or more)", v)
 			}
 			c.RedisDB = n
 		case "on_redis_error":
 			if v != "" && v != redisFailOpen && v != redisFailClosed {
-				return nil, d.Errf("gateway on_redis_error: %q is not open or closed", v)
+				return d.Errf("gateway on_redis_error: %q is not open or closed", v)
 			}
 			c.OnRedisError = v
 		case "kilo_url":
 			if v != "" && !strings.Contains(v, "{") {
 				if err := checkKiloURL(v); err != nil {
-					return nil, d.Errf("gateway kilo_url: %v", err)
+					return d.Errf("gateway kilo_url: %v", err)
 				}
 			}
 			c.KiloURL = v
 		default:
-			return nil, d.Errf("unrecognized gateway option %q", opt)
+			return d.Errf("unrecognized gateway option %q", opt)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return c, nil
 }

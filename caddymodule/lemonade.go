@@ -65,29 +65,12 @@ const minHealthInterval = 100 * time.Millisecond
 // given no value (as an empty environment variable leaves it) stays unset.
 func parseLemonadeOption(d *caddyfile.Dispenser) (*LemonadeConfig, error) {
 	c := new(LemonadeConfig)
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		opt := d.Val()
-		if seen[opt] {
-			return nil, d.Errf("lemonade option %q already specified", opt)
-		}
-		seen[opt] = true
-		args := d.RemainingArgs()
-		if len(args) > 1 {
-			return nil, d.Errf("lemonade %s: expected one value, got %d", opt, len(args))
-		}
-		v := ""
-		if len(args) == 1 {
-			v = args[0]
-		}
+	err := blockOptions(d, "lemonade", true, func(opt, v string) error {
 		switch opt {
 		case "url":
 			if v != "" && !strings.Contains(v, "{") {
 				if _, err := llm.NewClient(v, "", "", nil); err != nil {
-					return nil, d.Errf("lemonade url: %q is not an http(s) URL such as %s", v, defaultLemonadeURL)
+					return d.Errf("lemonade url: %q is not an http(s) URL such as %s", v, defaultLemonadeURL)
 				}
 			}
 			c.URL = v
@@ -99,19 +82,23 @@ func parseLemonadeOption(d *caddyfile.Dispenser) (*LemonadeConfig, error) {
 			c.ConfigDir = v
 		case "health_interval":
 			if v == "" {
-				continue
+				return nil
 			}
 			dur, err := caddy.ParseDuration(v)
 			if err != nil || dur < 0 {
-				return nil, d.Errf("lemonade health_interval: %q is not a duration such as 15s", v)
+				return d.Errf("lemonade health_interval: %q is not a duration such as 15s", v)
 			}
 			if dur < minHealthInterval {
-				return nil, d.Errf("lemonade health_interval: %s is shorter than %s", v, minHealthInterval)
+				return d.Errf("lemonade health_interval: %s is shorter than %s", v, minHealthInterval)
 			}
 			c.HealthInterval = caddy.Duration(dur)
 		default:
-			return nil, d.Errf("unrecognized lemonade option %q", opt)
+			return d.Errf("unrecognized lemonade option %q", opt)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return c, nil
 }

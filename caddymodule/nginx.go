@@ -76,20 +76,7 @@ type NginxConfig struct {
 // defaults.
 func parseNginxOption(d *caddyfile.Dispenser) (*NginxConfig, error) {
 	c := new(NginxConfig)
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		opt := d.Val()
-		if seen[opt] {
-			return nil, d.Errf("nginx option %q already specified", opt)
-		}
-		seen[opt] = true
-		var v string
-		if !d.AllArgs(&v) {
-			return nil, d.Errf("nginx %s: expected one value", opt)
-		}
+	err := blockOptions(d, "nginx", false, func(opt, v string) error {
 		switch opt {
 		case "sites_available":
 			c.SitesAvailable = v
@@ -107,13 +94,13 @@ func parseNginxOption(d *caddyfile.Dispenser) (*NginxConfig, error) {
 			c.Key = v
 		case "listen_addr":
 			if _, err := netip.ParseAddr(v); err != nil {
-				return nil, d.Errf("nginx listen_addr: %q is not an IP address", v)
+				return d.Errf("nginx listen_addr: %q is not an IP address", v)
 			}
 			c.ListenAddr = v
 		case "http_port", "https_port":
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > 65535 {
-				return nil, d.Errf("nginx %s: %q is not a port (1-65535)", opt, v)
+				return d.Errf("nginx %s: %q is not a port (1-65535)", opt, v)
 			}
 			if opt == "http_port" {
 				c.HTTPPort = n
@@ -121,8 +108,12 @@ func parseNginxOption(d *caddyfile.Dispenser) (*NginxConfig, error) {
 				c.HTTPSPort = n
 			}
 		default:
-			return nil, d.Errf("unrecognized nginx option %q", opt)
+			return d.Errf("unrecognized nginx option %q", opt)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if (c.Cert == "") != (c.Key == "") {
 		return nil, d.Err("nginx: cert and key go together")

@@ -294,7 +294,7 @@ func (m *Manager) spec(rec store.InstanceRecord, node string) docker.Spec {
 		// The engine makes the volume, labelled, if the user's first
 		// launch comes before any import made it.
 		s.Mounts = []docker.Mount{{Type: "volume", Source: VolumeName(rec.Group, rec.User), Target: workspaceMount,
-			VolumeLabels: m.volumeLabels(rec.Group, rec.User)}}
+			VolumeLabels: volumeLabels(rec.Group, rec.User)}}
 	case WorkspaceBind:
 		s.Mounts = []docker.Mount{{Type: "bind", Source: m.bindDir(rec.Group, rec.User), Target: workspaceMount}}
 	}
@@ -318,7 +318,7 @@ func (m *Manager) bindDir(group, user string) string {
 }
 
 // volumeLabels are the labels of a user's workspace volume.
-func (m *Manager) volumeLabels(group, user string) map[string]string {
+func volumeLabels(group, user string) map[string]string {
 	return map[string]string{LabelManagedBy: managedByValue, LabelGroup: group, LabelUser: user}
 }
 
@@ -338,7 +338,7 @@ func (m *Manager) EnsureWorkspace(ctx context.Context, group, user string) error
 func (m *Manager) ensureWorkspace(ctx context.Context, group, user string) error {
 	switch m.conf().Workspace {
 	case WorkspaceVolume:
-		return dockerErr(m.dc().EnsureVolume(ctx, VolumeName(group, user), m.volumeLabels(group, user)))
+		return dockerErr(m.dc().EnsureVolume(ctx, VolumeName(group, user), volumeLabels(group, user)))
 	case WorkspaceBind:
 		dir := m.bindDir(group, user)
 		if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -304,7 +304,12 @@ func (s *Store) ListConsumers(ctx context.Context) ([]Consumer, error) {
 
 // GetConsumer returns a consumer by username.
 func (s *Store) GetConsumer(ctx context.Context, username string) (Consumer, error) {
-	cs, err := loadConsumers(ctx, s.db, `c.username = ?`, username)
+	return loadConsumer(ctx, s.db, username)
+}
+
+// loadConsumer reads one consumer by username, or ErrNotFound.
+func loadConsumer(ctx context.Context, q queryer, username string) (Consumer, error) {
+	cs, err := loadConsumers(ctx, q, `c.username = ?`, username)
 	if err != nil {
 		return Consumer{}, err
 	}
@@ -363,12 +368,8 @@ func (s *Store) RotateConsumer(ctx context.Context, username, keyHash, keyPrefix
 		if err := audit(ctx, tx, "consumer.rotate", consumerTarget(username), detail("key_prefix", keyPrefix)); err != nil {
 			return err
 		}
-		cs, err := loadConsumers(ctx, tx, `c.username = ?`, username)
-		if err != nil {
-			return err
-		}
-		out = cs[0]
-		return nil
+		out, err = loadConsumer(ctx, tx, username)
+		return err
 	})
 	return out, err
 }
@@ -378,14 +379,10 @@ func (s *Store) RotateConsumer(ctx context.Context, username, keyHash, keyPrefix
 func (s *Store) RevokeConsumer(ctx context.Context, username string) (Consumer, error) {
 	var out Consumer
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		cs, err := loadConsumers(ctx, tx, `c.username = ?`, username)
-		if err != nil {
+		var err error
+		if out, err = loadConsumer(ctx, tx, username); err != nil {
 			return err
 		}
-		if len(cs) == 0 {
-			return fmt.Errorf("consumer %q: %w", username, ErrNotFound)
-		}
-		out = cs[0]
 		if out.RevokedAt != nil {
 			return nil
 		}
@@ -404,14 +401,10 @@ func (s *Store) RevokeConsumer(ctx context.Context, username string) (Consumer, 
 func (s *Store) DeleteConsumer(ctx context.Context, username string) (Consumer, error) {
 	var out Consumer
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		cs, err := loadConsumers(ctx, tx, `c.username = ?`, username)
-		if err != nil {
+		var err error
+		if out, err = loadConsumer(ctx, tx, username); err != nil {
 			return err
 		}
-		if len(cs) == 0 {
-			return fmt.Errorf("consumer %q: %w", username, ErrNotFound)
-		}
-		out = cs[0]
 		if _, err := tx.ExecContext(ctx, `DELETE FROM consumers WHERE username = ?`, username); err != nil {
 			return fmt.Errorf("delete consumer %q: %w", username, err)
 		}
