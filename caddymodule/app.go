@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -134,12 +133,11 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
 	a.logger = ctx.Logger()
-	repl := caddy.NewReplacer()
 	for _, f := range []*string{
 		&a.DataDir, &a.Database, &a.ExternalIP, &a.Domain, &a.DockerHost, &a.Image,
 		&a.WorkspaceDir, &a.GroupsFile, &a.KiloFile, &a.VSCodeSettingsFile,
 	} {
-		*f = strings.TrimSpace(repl.ReplaceAll(*f, ""))
+		*f = expand(*f, "")
 	}
 	if a.DataDir == "" {
 		a.DataDir = filepath.Join(caddy.AppDataDir(), "thon")

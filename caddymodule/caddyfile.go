@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/dustin/go-humanize"
 
@@ -299,4 +300,14 @@ func blockOptions(d *caddyfile.Dispenser, name string, emptyOK bool, set func(op
 		}
 	}
 	return nil
+}
+
+// expand resolves the global placeholders ({env.*} and the like) in a
+// setting and trims it, giving def for an empty result.
+func expand(v, def string) string {
+	v = strings.TrimSpace(caddy.NewReplacer().ReplaceAll(v, ""))
+	if v == "" {
+		return def
+	}
+	return v
 }

@@ -19,7 +19,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 
 	"github.com/thon-dev/thon/api"
@@ -323,8 +322,7 @@ func (c adminClient) publicAddress() (ip, domain string, err error) {
 	if err := c.do(http.MethodGet, "/config/apps/thon", nil, &app); err != nil {
 		return "", "", err
 	}
-	repl := caddy.NewReplacer()
-	return strings.TrimSpace(repl.ReplaceAll(app.ExternalIP, "")), strings.TrimSpace(repl.ReplaceAll(app.Domain, "")), nil
+	return expand(app.ExternalIP, ""), expand(app.Domain, ""), nil
 }
 
 // certificate keeps current while it is good under the running thon's

@@ -105,15 +105,13 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 	if err := registerGatewayMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("registering gateway metrics: %v", err)
 	}
-	repl := caddy.NewReplacer()
-	upstream := strings.TrimSpace(repl.ReplaceAll(g.Upstream, ""))
-	key := strings.TrimSpace(repl.ReplaceAll(g.UpstreamAPIKey, ""))
+	upstream, key := expand(g.Upstream, ""), expand(g.UpstreamAPIKey, "")
 	if lc := app.Lemonade; lc != nil {
 		if upstream == "" {
-			upstream = strings.TrimSpace(repl.ReplaceAll(lc.URL, ""))
+			upstream = expand(lc.URL, "")
 		}
 		if key == "" {
-			key = strings.TrimSpace(repl.ReplaceAll(lc.APIKey, ""))
+			key = expand(lc.APIKey, "")
 		}
 	}
 	if upstream == "" {

@@ -155,9 +155,8 @@ func checkKiloURL(v string) error {
 // own, or the Redis limiter of these settings (made once, kept in the
 // shared state). It does no network I/O.
 func (c *GatewayConfig) provision(gs *gatewayState) error {
-	repl := caddy.NewReplacer()
 	for _, f := range []*string{&c.Redis, &c.RedisUsername, &c.RedisPassword, &c.RedisPrefix, &c.OnRedisError, &c.KiloURL} {
-		*f = strings.TrimSpace(repl.ReplaceAll(*f, ""))
+		*f = expand(*f, "")
 	}
 	if c.KiloURL != "" {
 		if err := checkKiloURL(c.KiloURL); err != nil {

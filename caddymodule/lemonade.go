@@ -106,16 +106,8 @@ func parseLemonadeOption(d *caddyfile.Dispenser) (*LemonadeConfig, error) {
 // provision resolves placeholders and defaults and builds the client.
 // It does no network I/O.
 func (c *LemonadeConfig) provision() error {
-	repl := caddy.NewReplacer()
-	get := func(v, def string) string {
-		v = strings.TrimSpace(repl.ReplaceAll(v, ""))
-		if v == "" {
-			return def
-		}
-		return v
-	}
-	url := get(c.URL, defaultLemonadeURL)
-	apiKey, adminKey := get(c.APIKey, ""), get(c.AdminAPIKey, "")
+	url := expand(c.URL, defaultLemonadeURL)
+	apiKey, adminKey := expand(c.APIKey, ""), expand(c.AdminAPIKey, "")
 	client, err := llm.NewClient(url, apiKey, adminKey, nil)
 	if err != nil {
 		return err
@@ -145,7 +137,7 @@ func (a *App) lemonadeOptions() (*api.LemonadeOptions, error) {
 	if err := c.provision(); err != nil {
 		return nil, err
 	}
-	configDir := strings.TrimSpace(caddy.NewReplacer().ReplaceAll(c.ConfigDir, ""))
+	configDir := expand(c.ConfigDir, "")
 	if configDir == "" {
 		configDir = llm.DefaultConfigDir
 	}

@@ -6,10 +6,8 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/thon-dev/thon/api"
@@ -129,32 +127,24 @@ func (a *App) nginxOptions() (*api.NginxOptions, error) {
 	if c == nil {
 		return nil, nil
 	}
-	repl := caddy.NewReplacer()
-	get := func(v, def string) string {
-		v = strings.TrimSpace(repl.ReplaceAll(v, ""))
-		if v == "" {
-			return def
-		}
-		return v
-	}
 	o := &api.NginxOptions{
 		Writer: nginx.Writer{
-			SitesAvailable: get(c.SitesAvailable, defaultSitesAvailable),
-			SitesEnabled:   get(c.SitesEnabled, defaultSitesEnabled),
-			SSLDir:         get(c.SSLDir, defaultSSLDir),
+			SitesAvailable: expand(c.SitesAvailable, defaultSitesAvailable),
+			SitesEnabled:   expand(c.SitesEnabled, defaultSitesEnabled),
+			SSLDir:         expand(c.SSLDir, defaultSSLDir),
 		},
-		Bin:  get(c.Bin, ""),
-		Conf: get(c.Conf, ""),
+		Bin:  expand(c.Bin, ""),
+		Conf: expand(c.Conf, ""),
 		Site: nginx.Site{
 			ServerName: a.Domain,
 			ExternalIP: a.ExternalIP,
-			ListenAddr: get(c.ListenAddr, ""),
+			ListenAddr: expand(c.ListenAddr, ""),
 			HTTPPort:   c.HTTPPort,
 			HTTPSPort:  c.HTTPSPort,
 		},
 	}
 	o.Site.ListenIPv6 = o.Site.ListenAddr == ""
-	cert, key := get(c.Cert, ""), get(c.Key, "")
+	cert, key := expand(c.Cert, ""), expand(c.Key, "")
 	if (cert == "") != (key == "") {
 		return nil, fmt.Errorf("nginx: cert and key go together; got only one of them")
 	}
