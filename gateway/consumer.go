@@ -5,17 +5,19 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/thon-dev/thon/store"
 )
 
-// Consumer modes.
+// Consumer modes. Their values are the store's, where consumers are kept.
 const (
 	// ModePerUser gives every participant a consumer named <group>-<user>
 	// with its own key and limits.
-	ModePerUser = "per-user"
+	ModePerUser = store.ConsumerPerUser
 	// ModePerGroup gives a whole group one consumer named group-<group>; its
 	// key is shared by the group and its limits are the per-user limits
 	// multiplied by the number of members.
-	ModePerGroup = "per-group"
+	ModePerGroup = store.ConsumerPerGroup
 )
 
 // Token limit strategies: which usage figure a token limit counts.

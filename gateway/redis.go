@@ -68,6 +68,27 @@ type RedisConfig struct {
 	OnError func(error)
 }
 
+// Validate reports the first invalid field of c, as NewRedisLimiter
+// would; it makes nothing and connects to nothing.
+func (c RedisConfig) Validate() error {
+	if c.Addr == "" {
+		return errors.New("addr: required")
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("addr: %w", err)
+	}
+	if c.DB < 0 {
+		return fmt.Errorf("db: must not be negative, got %d", c.DB)
+	}
+	if c.SlotTTL != 0 && c.SlotTTL < time.Second {
+		return fmt.Errorf("slot_ttl: must be at least 1s, got %v", c.SlotTTL)
+	}
+	if c.Timeout < 0 {
+		return fmt.Errorf("timeout: must not be negative, got %v", c.Timeout)
+	}
+	return nil
+}
+
 // RedisLimiter is a Limiter whose state lives in Redis, shared by every
 // thon instance using the same server and prefix. Each decision is one
 // round trip: one Lua script checks and reserves concurrency and tokens
@@ -99,33 +120,21 @@ type liveSlot struct {
 // first request does (see Ping to check the server early). Close it when
 // done.
 func NewRedisLimiter(cfg RedisConfig) (*RedisLimiter, error) {
-	if cfg.Addr == "" {
-		return nil, errors.New("addr: required")
-	}
-	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
-		return nil, fmt.Errorf("addr: %v", err)
-	}
-	if cfg.DB < 0 {
-		return nil, fmt.Errorf("db: must not be negative, got %d", cfg.DB)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = DefaultRedisPrefix
 	}
-	switch {
-	case cfg.SlotTTL == 0:
+	if cfg.SlotTTL == 0 {
 		cfg.SlotTTL = DefaultSlotTTL
-	case cfg.SlotTTL < time.Second:
-		return nil, fmt.Errorf("slot_ttl: must be at least 1s, got %v", cfg.SlotTTL)
 	}
-	switch {
-	case cfg.Timeout == 0:
+	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultRedisTimeout
-	case cfg.Timeout < 0:
-		return nil, fmt.Errorf("timeout: must not be negative, got %v", cfg.Timeout)
 	}
 	var id [8]byte
 	if _, err := rand.Read(id[:]); err != nil {
-		return nil, fmt.Errorf("reading random bytes for an instance id: %v", err)
+		return nil, fmt.Errorf("reading random bytes for an instance id: %w", err)
 	}
 	l := &RedisLimiter{
 		cfg:      cfg,

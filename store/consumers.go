@@ -11,7 +11,8 @@ import (
 	"time"
 )
 
-// Consumer modes, as the gateway names them.
+// Consumer modes: the one source of these values (gateway.ModePerUser and
+// gateway.ModePerGroup are these).
 const (
 	ConsumerPerUser  = "per-user"
 	ConsumerPerGroup = "per-group"
