@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/thon-dev/thon/gateway"
 	"github.com/thon-dev/thon/sandboxes"
 	"github.com/thon-dev/thon/store"
 )
@@ -69,7 +70,8 @@ func (s *Server) errorResponse(err error) (int, Error) {
 		return http.StatusServiceUnavailable, Error{Error: err.Error()}
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, sandboxes.ErrNotFound):
 		return http.StatusNotFound, Error{Error: err.Error()}
-	case errors.Is(err, store.ErrConflict), errors.Is(err, sandboxes.ErrConflict):
+	case errors.Is(err, store.ErrConflict), errors.Is(err, sandboxes.ErrConflict),
+		errors.Is(err, gateway.ErrConflict), errors.Is(err, gateway.ErrOff):
 		return http.StatusConflict, Error{Error: err.Error()}
 	default:
 		return http.StatusInternalServerError, Error{Error: "internal error"}

@@ -5,11 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"net/http/httptest"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"sort"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,25 +17,35 @@ import (
 	"github.com/thon-dev/thon/store"
 )
 
-// gatewayEnv is a test server with the gateway routes and a counter of
-// Changed calls.
+// gatewayEnv is a test server with the gateway routes, the consumer
+// service they call and the gateway runtime it tells of changes.
 type gatewayEnv struct {
 	*testEnv
-	changed *atomic.Int64
+	svc *gateway.Service
+	rt  *gateway.Runtime
 }
 
-func newGatewayEnv(t *testing.T, edit func(*GatewayOptions)) gatewayEnv {
+// newGatewayService returns a gateway runtime and consumer service over a
+// new database.
+func newGatewayService(t testing.TB, opts gateway.ServiceOptions) (*store.Store, *gateway.Runtime, *gateway.Service) {
 	t.Helper()
-	var n atomic.Int64
-	opts := &GatewayOptions{
-		KiloURL: "https://thon.example.org/v1",
-		Changed: func(context.Context) error { n.Add(1); return nil },
-		Runtime: func() GatewayRuntime { return GatewayRuntime{Policy: "local", Keys: 7} },
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "thon.db"))
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { st.Close() })
+	rt := gateway.NewRuntime(st, nil)
+	return st, rt, gateway.NewService(rt, opts)
+}
+
+func newGatewayEnv(t *testing.T, edit func(*gateway.ServiceOptions)) gatewayEnv {
+	t.Helper()
+	opts := gateway.ServiceOptions{KiloURL: "https://thon.example.org/v1"}
 	if edit != nil {
-		edit(opts)
+		edit(&opts)
 	}
-	e := newTestEnv(t, Options{Gateway: opts})
+	st, rt, svc := newGatewayService(t, opts)
+	e := newTestEnv(t, Options{Store: st, Gateway: svc})
 	roster := store.Roster{Groups: []store.RosterGroup{
 		{Name: "alpha", Users: []store.RosterUser{{Name: "alice"}, {Name: "bob"}, {Name: "carol"}}},
 		{Name: "beta", Users: []store.RosterUser{{Name: "dave"}}},
@@ -44,12 +54,12 @@ func newGatewayEnv(t *testing.T, edit func(*GatewayOptions)) gatewayEnv {
 	if _, err := e.store.ImportRoster(context.Background(), roster); err != nil {
 		t.Fatal(err)
 	}
-	return gatewayEnv{testEnv: e, changed: &n}
+	return gatewayEnv{testEnv: e, svc: svc, rt: rt}
 }
 
-func (e gatewayEnv) setup(body string) gatewaySetupResponse {
+func (e gatewayEnv) setup(body string) gateway.SetupResult {
 	e.t.Helper()
-	var out gatewaySetupResponse
+	var out gateway.SetupResult
 	e.doJSON("POST", "/api/gateway/setup", body).wantStatus(e.t, 200).decode(e.t, &out)
 	return out
 }
@@ -81,9 +91,6 @@ func TestGatewayRoutesNeedOptions(t *testing.T) {
 		{"DELETE", "/api/gateway/consumers/x"}, {"POST", "/api/gateway/cleanup"}, {"GET", "/api/gateway/usage"}} {
 		e.doJSON(r[0], r[1], nil).wantError(t, 503, "", "gateway is not configured")
 	}
-	if _, ok, err := e.server.GatewayKilo(context.Background(), "alpha", "alice"); ok || err != nil {
-		t.Errorf("GatewayKilo without options = %v, %v", ok, err)
-	}
 }
 
 func TestGatewaySetupPerUser(t *testing.T) {
@@ -91,7 +98,7 @@ func TestGatewaySetupPerUser(t *testing.T) {
 	out := e.setup(`{"mode": "per-user", "token_limit": 1000, "token_window": 120, "concurrency_limit": 2}`)
 	if !out.Enabled || out.Mode != "per-user" || out.TokenLimit != 1000 || out.TokenWindow != 120 || out.ConcurrencyLimit != 2 ||
 		out.Strategy != "total_tokens" || out.KiloURL != "https://thon.example.org/v1" {
-		t.Errorf("settings = %+v", out.GatewaySettings)
+		t.Errorf("settings = %+v", out.Settings)
 	}
 	var names []string
 	keys := map[string]string{}
@@ -102,7 +109,7 @@ func TestGatewaySetupPerUser(t *testing.T) {
 			t.Errorf("%s: key %q, prefix %q", c.Username, c.Key, c.KeyPrefix)
 		}
 		if c.Members != 1 || c.EffectiveTokenLimit != 1000 || c.EffectiveConcurrencyLimit != 2 {
-			t.Errorf("%s: %+v", c.Username, c.gatewayConsumer)
+			t.Errorf("%s: %+v", c.Username, c.ConsumerView)
 		}
 		stored, err := e.store.GetConsumerByHash(context.Background(), gateway.HashKey(c.Key))
 		if err != nil || stored.Username != c.Username {
@@ -112,12 +119,12 @@ func TestGatewaySetupPerUser(t *testing.T) {
 	if want := []string{"alpha-alice", "alpha-bob", "alpha-carol", "beta-dave"}; !slices.Equal(names, want) {
 		t.Errorf("consumers = %v, want %v", names, want)
 	}
-	if e.changed.Load() == 0 {
+	if _, ok := e.rt.Lookup(keys["alpha-bob"]); !ok || e.rt.Status().Keys != 4 {
 		t.Error("setup did not tell the gateway")
 	}
 
 	// Each user's sandbox gets a kilo.jsonc with their own key.
-	content, ok, err := e.server.GatewayKilo(context.Background(), "alpha", "bob")
+	content, ok, err := e.svc.Kilo(context.Background(), "alpha", "bob")
 	if err != nil || !ok {
 		t.Fatalf("GatewayKilo: %v %v", ok, err)
 	}
@@ -134,16 +141,16 @@ func TestGatewaySetupPerUser(t *testing.T) {
 	if strings.Contains(string(list.body), keys["alpha-bob"]) || strings.Contains(string(list.body), `"key"`) {
 		t.Errorf("the list shows keys: %s", list.body)
 	}
-	var st gatewayStatus
+	var st gateway.Status
 	e.doJSON("GET", "/api/gateway/status", nil).wantStatus(t, 200).decode(t, &st)
-	if !st.Enabled || st.Consumers != 4 || st.Revoked != 0 || st.Runtime == nil || st.Runtime.Keys != 7 {
+	if !st.Enabled || st.Consumers != 4 || st.Revoked != 0 || st.Runtime == nil || st.Runtime.Keys != 4 || st.Runtime.Policy != "local" {
 		t.Errorf("status = %+v", st)
 	}
 
 	// A second setup replaces every key.
 	again := e.setup(`{}`)
 	if again.TokenLimit != 0 || again.ConcurrencyLimit != 1 || again.TokenWindow != 60 || len(again.Consumers) != 4 {
-		t.Errorf("defaults = %+v", again.GatewaySettings)
+		t.Errorf("defaults = %+v", again.Settings)
 	}
 	if again.Consumers[0].Key == keys[again.Consumers[0].Username] {
 		t.Error("a second setup kept the old key")
@@ -154,21 +161,21 @@ func TestGatewaySetupPerUser(t *testing.T) {
 }
 
 func TestGatewaySetupPerGroup(t *testing.T) {
-	e := newGatewayEnv(t, func(o *GatewayOptions) { o.KiloURL, o.ExternalIP = "", "203.0.113.7" })
+	e := newGatewayEnv(t, func(o *gateway.ServiceOptions) { o.KiloURL, o.ExternalIP = "", "203.0.113.7" })
 	out := e.setup(`{"mode": "per-group", "token_limit": 500, "concurrency_limit": 1, "strategy": "completion_tokens"}`)
 	if len(out.Consumers) != 2 {
 		t.Fatalf("consumers = %+v (the empty group gets none)", out.Consumers)
 	}
 	a := out.Consumers[0]
 	if a.Username != "group-alpha" || a.Members != 3 || a.EffectiveTokenLimit != 1500 || a.EffectiveConcurrencyLimit != 3 || a.User != "" {
-		t.Errorf("group-alpha = %+v", a.gatewayConsumer)
+		t.Errorf("group-alpha = %+v", a.ConsumerView)
 	}
-	if out.KiloURL != "http://203.0.113.7:9080/v1" {
+	if out.KiloURL != "https://203.0.113.7/v1" {
 		t.Errorf("kilo_url = %q", out.KiloURL)
 	}
 	// Every user of a group gets the group's key.
 	for _, u := range []string{"alice", "carol"} {
-		content, ok, err := e.server.GatewayKilo(context.Background(), "alpha", u)
+		content, ok, err := e.svc.Kilo(context.Background(), "alpha", u)
 		if err != nil || !ok {
 			t.Fatalf("%s: %v %v", u, ok, err)
 		}
@@ -179,7 +186,7 @@ func TestGatewaySetupPerGroup(t *testing.T) {
 			t.Errorf("%s: the provider name does not say the key is the group's", u)
 		}
 	}
-	g, err := LoadGatewaySettings(context.Background(), e.store)
+	g, err := gateway.LoadSettings(context.Background(), e.store)
 	if err != nil || g.Strategy != "completion_tokens" || g.Mode != "per-group" {
 		t.Errorf("stored settings = %+v %v", g, err)
 	}
@@ -212,7 +219,7 @@ func TestGatewaySetupValidation(t *testing.T) {
 			t.Errorf("a refused setup changed %s", c.Username)
 		}
 	}
-	if g, _ := LoadGatewaySettings(context.Background(), e.store); g.TokenLimit != 10 {
+	if g, _ := gateway.LoadSettings(context.Background(), e.store); g.TokenLimit != 10 {
 		t.Errorf("a refused setup changed the settings: %+v", g)
 	}
 }
@@ -225,17 +232,16 @@ func TestGatewayConsumersFollowRoster(t *testing.T) {
 	if cs, _ := e.store.ListConsumers(ctx); len(cs) != 0 {
 		t.Errorf("consumers while off: %+v", cs)
 	}
-	if _, ok, _ := e.server.GatewayKilo(ctx, "alpha", "alice"); ok {
+	if _, ok, _ := e.svc.Kilo(ctx, "alpha", "alice"); ok {
 		t.Error("a kilo.jsonc while the gateway is off")
 	}
 
 	e.setup(`{"concurrency_limit": 3}`)
-	n := e.changed.Load()
 	// Users imported later get a consumer with the gateway's limits...
 	if _, err := e.store.ImportRoster(ctx, store.Roster{Groups: []store.RosterGroup{{Name: "gamma", Users: []store.RosterUser{{Name: "erin"}}}}}); err != nil {
 		t.Fatal(err)
 	}
-	content, ok, err := e.server.GatewayKilo(ctx, "gamma", "erin")
+	content, ok, err := e.svc.Kilo(ctx, "gamma", "erin")
 	if err != nil || !ok {
 		t.Fatalf("kilo for a user imported later: %v %v", ok, err)
 	}
@@ -244,14 +250,14 @@ func TestGatewayConsumersFollowRoster(t *testing.T) {
 	if err != nil || c.Username != "gamma-erin" || c.ConcurrencyLimit != 3 {
 		t.Errorf("erin's consumer: %+v %v", c, err)
 	}
-	if e.changed.Load() == n {
+	if _, ok := e.rt.Lookup(key); !ok {
 		t.Error("the sync did not tell the gateway")
 	}
 	// ...and a deleted user's consumer goes.
 	if _, err := e.store.DeleteUser(ctx, "alpha", "bob"); err != nil {
 		t.Fatal(err)
 	}
-	created, deleted, err := e.server.SyncGateway(ctx)
+	created, deleted, err := e.svc.Sync(ctx)
 	if err != nil || created != 0 || deleted != 1 {
 		t.Errorf("sync = %d created, %d deleted, %v", created, deleted, err)
 	}
@@ -279,7 +285,7 @@ func TestGatewayConsumerLifecycle(t *testing.T) {
 	e.doJSON("POST", "/api/gateway/consumers", `{"group": "Alpha", "user": "zed"}`).wantError(t, 400, "group")
 	e.doJSON("POST", "/api/gateway/consumers", `{"group": "alpha"}`).wantError(t, 400, "user")
 	e.doJSON("DELETE", "/api/gateway/consumers/alpha-alice", nil).wantStatus(t, 200)
-	var made issuedConsumer
+	var made gateway.IssuedConsumer
 	e.doJSON("POST", "/api/gateway/consumers", `{"group": "alpha", "user": "alice", "token_limit": 99}`).wantStatus(t, 201).decode(t, &made)
 	if made.Username != "alpha-alice" || made.TokenLimit != 99 || made.Key == "" || made.Key == old.Key {
 		t.Errorf("created = %+v", made)
@@ -287,22 +293,22 @@ func TestGatewayConsumerLifecycle(t *testing.T) {
 	e.doJSON("DELETE", "/api/gateway/consumers/nobody", nil).wantStatus(t, 404)
 
 	// Revoke, then rotate: a new key, a new kilo.jsonc, the revocation lifted.
-	var rev gatewayConsumer
+	var rev gateway.ConsumerView
 	e.doJSON("POST", "/api/gateway/consumers/alpha-alice/revoke", nil).wantStatus(t, 200).decode(t, &rev)
 	if rev.RevokedAt == nil {
 		t.Errorf("revoked = %+v", rev)
 	}
-	var st gatewayStatus
+	var st gateway.Status
 	e.doJSON("GET", "/api/gateway/status", nil).wantStatus(t, 200).decode(t, &st)
 	if st.Revoked != 1 {
 		t.Errorf("status revoked = %d", st.Revoked)
 	}
-	var rot issuedConsumer
+	var rot gateway.IssuedConsumer
 	e.doJSON("POST", "/api/gateway/consumers/alpha-alice/rotate", nil).wantStatus(t, 200).decode(t, &rot)
 	if rot.Key == made.Key || rot.RevokedAt != nil || rot.TokenLimit != 99 {
 		t.Errorf("rotated = %+v", rot)
 	}
-	content, _, _ := e.server.GatewayKilo(ctx, "alpha", "alice")
+	content, _, _ := e.svc.Kilo(ctx, "alpha", "alice")
 	if key, _ := kiloKey(t, content); key != rot.Key {
 		t.Errorf("kilo after rotate has %q, want the new key", key)
 	}
@@ -317,7 +323,7 @@ func TestGatewayConsumerLifecycle(t *testing.T) {
 	if cl.Deleted != 4 {
 		t.Errorf("cleanup deleted %d, want 4", cl.Deleted)
 	}
-	if _, ok, _ := e.server.GatewayKilo(ctx, "alpha", "alice"); ok {
+	if _, ok, _ := e.svc.Kilo(ctx, "alpha", "alice"); ok {
 		t.Error("kilo.jsonc after cleanup")
 	}
 	e.doJSON("GET", "/api/gateway/status", nil).wantStatus(t, 200).decode(t, &st)
@@ -371,7 +377,7 @@ func TestGatewayKiloKeepsSkeletonDropsLemonadeKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := e.setup(`{}`)
-	content, ok, err := e.server.GatewayKilo(ctx, "beta", "dave")
+	content, ok, err := e.svc.Kilo(ctx, "beta", "dave")
 	if err != nil || !ok {
 		t.Fatal(ok, err)
 	}
@@ -390,15 +396,15 @@ func TestGatewaySchemasMatchTypes(t *testing.T) {
 	e := newTestEnv(t, Options{})
 	doc, _ := fetchOpenAPI(t, e)
 	for name, v := range map[string]any{
-		"GatewaySettings":      GatewaySettings{},
-		"GatewaySetupRequest":  gatewaySetupRequest{},
-		"GatewaySetupResponse": gatewaySetupResponse{},
-		"GatewayConsumer":      gatewayConsumer{},
-		"IssuedConsumer":       issuedConsumer{},
-		"GatewayRuntime":       GatewayRuntime{},
-		"GatewayStatus":        gatewayStatus{},
+		"GatewaySettings":      gateway.Settings{},
+		"GatewaySetupRequest":  gateway.SetupRequest{},
+		"GatewaySetupResponse": gateway.SetupResult{},
+		"GatewayConsumer":      gateway.ConsumerView{},
+		"IssuedConsumer":       gateway.IssuedConsumer{},
+		"GatewayRuntime":       gateway.RuntimeStatus{},
+		"GatewayStatus":        gateway.Status{},
 		"ConsumerList":         consumerList{},
-		"ConsumerCreate":       consumerCreateRequest{},
+		"ConsumerCreate":       gateway.CreateRequest{},
 		"DeletedConsumer":      deletedConsumer{},
 		"GatewayCleaned":       gatewayCleaned{},
 		"ConsumerUsage":        store.ConsumerUsage{},
@@ -424,7 +430,8 @@ func TestGatewaySchemasMatchTypes(t *testing.T) {
 // no panic, never a 5xx, every error a JSON error, and a setup that is
 // refused changes no key.
 func FuzzGatewayBodies(f *testing.F) {
-	e := newTestEnv(f, Options{Gateway: &GatewayOptions{KiloURL: "https://thon.example.org/v1"}})
+	st, _, svc := newGatewayService(f, gateway.ServiceOptions{KiloURL: "https://thon.example.org/v1"})
+	e := newTestEnv(f, Options{Store: st, Gateway: svc})
 	if _, err := e.store.ImportRoster(context.Background(), store.Roster{Groups: []store.RosterGroup{
 		{Name: "alpha", Users: []store.RosterUser{{Name: "alice"}}}}}); err != nil {
 		f.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/thon-dev/thon/gateway"
 	"github.com/thon-dev/thon/sandboxes"
 	"github.com/thon-dev/thon/store"
 )
@@ -40,9 +41,9 @@ type Options struct {
 	// Lemonade configures the Lemonade Server routes (/api/lemonade/...);
 	// nil means they answer 503.
 	Lemonade *LemonadeOptions
-	// Gateway configures the AI gateway routes (/api/gateway/...); nil
-	// means they answer 503.
-	Gateway *GatewayOptions
+	// Gateway is the AI gateway's consumer service, which the gateway
+	// routes (/api/gateway/...) call; nil means they answer 503.
+	Gateway *gateway.Service
 }
 
 // Route is one registered API route, as given to http.ServeMux:
@@ -62,7 +63,7 @@ type Server struct {
 	maxUpload int64
 	nginx     *NginxOptions
 	lemonade  *LemonadeOptions
-	gateway   *GatewayOptions
+	gateway   *gateway.Service
 
 	mux    *http.ServeMux
 	routes []Route

@@ -18,6 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/thon-dev/thon/api"
+	"github.com/thon-dev/thon/gateway"
 	"github.com/thon-dev/thon/sandboxes"
 	"github.com/thon-dev/thon/sandboxes/docker"
 	"github.com/thon-dev/thon/store"
@@ -274,7 +275,9 @@ func (a *App) Start() error {
 			zap.Int("users_moved", n.UsersMoved))
 	}
 	a.shared.start()
-	a.startGateway()
+	if err := a.startGateway(); err != nil {
+		return err
+	}
 	a.startLemonade()
 	a.logger.Info("thon app started", zap.String("database", a.Database))
 	return nil
@@ -315,7 +318,8 @@ type shared struct {
 	store     *store.Store
 	sandboxes *sandboxes.Manager
 	lemonade  lemonadeWatch // the health watcher of the running config's Lemonade
-	gateway   gatewayState  // the AI gateway's keys, limiter windows and pending usage
+	// the AI gateway's keys, limiters, pending usage and background work
+	gateway *gateway.Runtime
 
 	once   sync.Once
 	cancel context.CancelFunc
@@ -332,7 +336,7 @@ func openShared(dbPath string, dc *docker.Client, cfg sandboxes.Config) (*shared
 		st.Close()
 		return nil, err
 	}
-	return &shared{store: st, sandboxes: m, done: make(chan struct{})}, nil
+	return &shared{store: st, sandboxes: m, gateway: gateway.NewRuntime(st, nil), done: make(chan struct{})}, nil
 }
 
 // start runs the manager's background work once, whichever config starts
@@ -352,7 +356,7 @@ func (s *shared) start() {
 // last config using them is gone.
 func (s *shared) Destruct() error {
 	s.lemonade.stop()
-	s.gateway.stop()
+	s.gateway.Stop()
 	if s.cancel != nil {
 		s.cancel()
 		<-s.done

@@ -3,6 +3,8 @@ package caddymodule
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/thon-dev/thon/gateway"
 	"github.com/thon-dev/thon/internal/dockertest"
@@ -28,6 +31,12 @@ const lemonadeKey = "lemon-secret-key"
 // gatewayConfig is a site with the REST API and the gateway, whose
 // Lemonade is the test server at upstream.
 func gatewayConfig(dataDir, upstream, gatewayBlock string) func(site, admin int) string {
+	return gatewaySite(dataDir, upstream, gatewayBlock, "thon_gateway")
+}
+
+// gatewaySite is gatewayConfig with the gateway handler's directive
+// (thon_gateway and its block) given.
+func gatewaySite(dataDir, upstream, gatewayBlock, directive string) func(site, admin int) string {
 	return func(site, admin int) string {
 		return fmt.Sprintf(`{
 	admin localhost:%d
@@ -46,10 +55,10 @@ func gatewayConfig(dataDir, upstream, gatewayBlock string) func(site, admin int)
 http://:%d {
 	bind 127.0.0.1
 	thon_api
-	thon_gateway
+	%s
 	respond "fallthrough" 404
 }
-`, admin, dataDir, upstream, lemonadeKey, gatewayBlock, site)
+`, admin, dataDir, upstream, lemonadeKey, gatewayBlock, site, directive)
 	}
 }
 
@@ -153,7 +162,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // inFlight is the in-process limiter's count for a consumer.
 func inFlight(t *testing.T, consumer string) (requests, tokens int64) {
-	return activeApp(t).shared.gateway.local.InFlight(consumer)
+	return activeApp(t).shared.gateway.InFlight(consumer)
 }
 
 // openAIError decodes an OpenAI-style error body.
@@ -636,7 +645,111 @@ func TestIntegrationGatewayKiloInSandbox(t *testing.T) {
 	if err != nil || c.Username != group+"-carol" {
 		t.Errorf("carol, imported after the setup: key of %+v (%v)", c, err)
 	}
-	if _, ok := app.shared.gateway.keyring.Lookup(key); !ok {
+	if _, ok := app.shared.gateway.Lookup(key); !ok {
 		t.Error("carol's key is not accepted by the running gateway")
+	}
+}
+
+// redisPrefix returns a key prefix unique to the test, whose keys are
+// deleted at its end; it fails when the test Redis is not there.
+func redisPrefix(t *testing.T) string {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", DisableIdentity: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		c.Close()
+		t.Fatalf("this test needs redis-server on 127.0.0.1:6379 (redis-server --bind 127.0.0.1 --daemonize yes): %v", err)
+	}
+	var id [6]byte
+	_, _ = rand.Read(id[:])
+	prefix := "thon:test:gateway:" + hex.EncodeToString(id[:]) + ":"
+	t.Cleanup(func() {
+		ctx := context.Background()
+		var keys []string
+		it := c.Scan(ctx, 0, prefix+"*", 100).Iterator()
+		for it.Next(ctx) {
+			keys = append(keys, it.Val())
+		}
+		if len(keys) > 0 {
+			c.Del(ctx, keys...)
+		}
+		c.Close()
+	})
+	return prefix
+}
+
+// TestIntegrationGatewayLimiterReload runs the adapter through real Caddy
+// reloads: the limiter is the started config's (Redis after a reload with
+// a gateway redis block), and a config Caddy rejects changes nothing: the
+// status and the limiter stay the running config's. The app's lemonade
+// url ends in /api/v1, which the gateway drops as the Lemonade client
+// does.
+func TestIntegrationGatewayLimiterReload(t *testing.T) {
+	prefix := redisPrefix(t)
+	lem := lemonadetest.Start(t, lemonadetest.Options{APIKey: lemonadeKey})
+	dataDir, upstream := t.TempDir(), lem.URL()+"/api/v1"
+	in := startCaddy(t, gatewayConfig(dataDir, upstream, ""))
+	e := &gatewayEnv{instance: in, lemonade: lem, dataDir: dataDir}
+	if code, body := in.do(http.MethodPost, in.base+"/api/groups/import", "application/yaml", []byte("groups:\n  alpha: [alice]\n")); code != 200 {
+		t.Fatalf("import: %d %s", code, body)
+	}
+	code, body := in.do(http.MethodPost, in.base+"/api/gateway/setup", "application/json", []byte(`{"concurrency_limit": 1}`))
+	var out struct {
+		Consumers []struct{ Key string }
+	}
+	if code != 200 || json.Unmarshal(body, &out) != nil || len(out.Consumers) != 1 {
+		t.Fatalf("setup: %d %s", code, body)
+	}
+	key := out.Consumers[0].Key
+	status := func() (st struct {
+		Runtime struct {
+			Policy, Redis   string
+			RedisRoundTrips uint64 `json:"redis_round_trips"`
+		}
+	}) {
+		in.getJSON(in.base+"/api/gateway/status", &st)
+		return st
+	}
+	chat := func(what string) {
+		t.Helper()
+		if r, body := e.send(t, "/v1/chat/completions", key, chatBody(false, 3)); r.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", what, r.StatusCode, body)
+		}
+		reqs := lem.Requests()
+		if last := reqs[len(reqs)-1]; last.Path != "/v1/chat/completions" {
+			t.Errorf("%s: Lemonade got %s, want /v1/chat/completions", what, last.Path)
+		}
+	}
+	chat("local limits")
+	if st := status(); st.Runtime.Policy != "local" {
+		t.Errorf("status before Redis: %+v", st)
+	}
+
+	site, admin := e.sitePort(t), e.adminPort(t)
+	redisBlock := "gateway {\n\t\t\tredis 127.0.0.1:6379\n\t\t\tredis_prefix " + prefix + "\n\t\t}"
+	if err := caddy.Load(adapt(t, gatewayConfig(dataDir, upstream, redisBlock)(site, admin)), false); err != nil {
+		t.Fatal(err)
+	}
+	e.waitReady()
+	chat("Redis limits")
+	st := status()
+	if st.Runtime.Policy != "redis" || st.Runtime.Redis != "127.0.0.1:6379" || st.Runtime.RedisRoundTrips < 2 {
+		t.Fatalf("status with Redis: %+v", st)
+	}
+
+	// A config whose gateway handler fails to provision, after the thon
+	// app (without Redis) did: Caddy rejects it, and the running gateway
+	// keeps its Redis limiter.
+	t.Setenv("THON_TEST_BAD_UPSTREAM", "ftp://127.0.0.1:13305")
+	bad := gatewaySite(dataDir, upstream, "", "thon_gateway {\n\t\tupstream {env.THON_TEST_BAD_UPSTREAM}\n\t}")(site, admin)
+	if err := caddy.Load(adapt(t, bad), false); err == nil || !strings.Contains(err.Error(), "upstream") {
+		t.Fatalf("loading a config with a bad upstream: %v", err)
+	}
+	e.waitReady()
+	before := status().Runtime.RedisRoundTrips
+	chat("after the rejected config")
+	if st := status(); st.Runtime.Policy != "redis" || st.Runtime.RedisRoundTrips <= before {
+		t.Errorf("status after a rejected config: %+v (round trips before the request: %d)", st, before)
 	}
 }

@@ -1,4 +1,4 @@
-package caddymodule
+package gateway
 
 import (
 	"errors"
@@ -22,7 +22,7 @@ var (
 	gwByConsumer   sync.Map // consumer -> *consumerMetrics
 )
 
-func initGatewayMetrics() {
+func initMetrics() {
 	gwMetricsOnce.Do(func() {
 		const ns, sub = "thon", "gateway"
 		gwRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -48,10 +48,12 @@ func initGatewayMetrics() {
 	})
 }
 
-// registerGatewayMetrics registers the gateway's collectors into reg,
-// keeping those registered by an earlier handler of the same config.
-func registerGatewayMetrics(reg prometheus.Registerer) error {
-	initGatewayMetrics()
+// RegisterMetrics registers the gateway's collectors (thon_gateway_*) into
+// reg, keeping those registered by an earlier handler of the same
+// registry. The collectors are the process's: their values survive config
+// reloads.
+func RegisterMetrics(reg prometheus.Registerer) error {
+	initMetrics()
 	if reg == nil {
 		return nil
 	}
@@ -78,7 +80,7 @@ func metricsFor(consumer string) *consumerMetrics {
 	if m, ok := gwByConsumer.Load(consumer); ok {
 		return m.(*consumerMetrics)
 	}
-	initGatewayMetrics()
+	initMetrics()
 	m := &consumerMetrics{
 		prompt:         gwTokens.WithLabelValues(consumer, "prompt"),
 		completion:     gwTokens.WithLabelValues(consumer, "completion"),
@@ -109,6 +111,6 @@ func (m *consumerMetrics) rejected(reason string) {
 // rejectKey counts a request refused for its key: missing_key or
 // invalid_key.
 func rejectKey(reason string) {
-	initGatewayMetrics()
+	initMetrics()
 	gwRejections.WithLabelValues("", reason).Inc()
 }
