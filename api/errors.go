@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/thon-dev/thon/sandboxes"
+	"github.com/thon-dev/thon/sandboxes/nginx"
 	"github.com/thon-dev/thon/store"
 )
 
@@ -51,9 +52,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 // errorResponse returns the status and body that answer err.
 func (s *Server) errorResponse(err error) (int, Error) {
 	var (
-		he     *httpError
-		fe     *store.FieldError
-		tooBig *http.MaxBytesError
+		he        *httpError
+		fe        *store.FieldError
+		tooBig    *http.MaxBytesError
+		nginxStep *nginx.StepError
+		nginxFe   *nginx.FieldError
+		nginxErr  *nginx.Error
 	)
 	switch {
 	case errors.As(err, &he):
@@ -63,6 +67,15 @@ func (s *Server) errorResponse(err error) (int, Error) {
 			Error{Error: fmt.Sprintf("request body too large: limit is %d bytes", tooBig.Limit)}
 	case errors.As(err, &fe):
 		return http.StatusBadRequest, Error{Error: fe.Error(), Field: fe.Field}
+	case errors.As(err, &nginxStep):
+		// nginx refused or failed: its own message, for the organiser.
+		return http.StatusBadGateway, Error{Error: nginxStep.Error()}
+	case errors.As(err, &nginxFe):
+		// A site that cannot be rendered from thon's configuration.
+		return http.StatusInternalServerError, Error{Error: "nginx site: " + nginxFe.Error(), Field: nginxFe.Field}
+	case errors.As(err, &nginxErr):
+		// A file in the way, no certificate: the message says what to fix.
+		return http.StatusInternalServerError, Error{Error: "nginx: " + nginxErr.Error()}
 	case errors.Is(err, sandboxes.ErrUnavailable):
 		// The message names the Docker host or the missing image, which
 		// the organiser needs to fix it; it holds no internal detail.

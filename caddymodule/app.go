@@ -20,6 +20,7 @@ import (
 	"github.com/thon-dev/thon/api"
 	"github.com/thon-dev/thon/sandboxes"
 	"github.com/thon-dev/thon/sandboxes/docker"
+	"github.com/thon-dev/thon/sandboxes/nginx"
 	"github.com/thon-dev/thon/store"
 )
 
@@ -316,6 +317,7 @@ type shared struct {
 	sandboxes *sandboxes.Manager
 	lemonade  lemonadeWatch // the health watcher of the running config's Lemonade
 	gateway   gatewayState  // the AI gateway's keys, limiter windows and pending usage
+	nginx     nginx.Applier // writes the nginx site of every config, one write at a time
 
 	once   sync.Once
 	cancel context.CancelFunc
