@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -27,6 +26,10 @@ type LemonadeOptions struct {
 	// user_models.json, recipe_options.json), rewritten by rescale; empty
 	// means llm.DefaultConfigDir.
 	ConfigDir string
+	// Rescaler rescales ConfigDir, one rescale at a time; every face
+	// rescaling it must share one (the thon app keeps one across config
+	// reloads). Nil means rescale answers 503.
+	Rescaler *llm.Rescaler
 }
 
 // lemonadeRoutes registers the Lemonade Server routes: the health
@@ -58,40 +61,6 @@ func (s *Server) handleLemonade(method, pattern string, h handlerFunc) {
 // upstream maps an error of the Lemonade client (see lemonadeHTTPError).
 func (s *Server) upstream(err error) error {
 	return lemonadeHTTPError(s.lemonade.Client.BaseURL(), err)
-}
-
-// lemonadeHTTPError maps an error of the Lemonade client to its answer,
-// naming Lemonade and its URL: unreachable is 503; a refused API key (401)
-// or forbidden request (403) is 502, since thon's key is at fault, not the
-// client's request; Lemonade refusing the request itself (400, 404, 409,
-// 422: an unknown model, bad arguments) keeps its status; any other answer
-// is 502.
-func lemonadeHTTPError(base string, err error) error {
-	var (
-		he *httpError
-		ue *llm.UnreachableError
-		le *llm.LemonadeError
-	)
-	switch {
-	case errors.As(err, &he):
-		return err
-	case errors.As(err, &ue):
-		return errorf(http.StatusServiceUnavailable, "", "lemonade at %s is unreachable: %v", base, ue.Err)
-	case errors.As(err, &le):
-		switch le.Status {
-		case http.StatusUnauthorized:
-			return errorf(http.StatusBadGateway, "", "lemonade at %s rejected the API key (401): %s", base, le.Msg)
-		case http.StatusForbidden:
-			return errorf(http.StatusBadGateway, "", "lemonade at %s refused the request (403): %s", base, le.Msg)
-		case http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity:
-			return errorf(le.Status, "", "lemonade at %s: %s", base, le.Msg)
-		}
-		if le.Status < 300 { // an error reported in a successful answer
-			return errorf(http.StatusBadGateway, "", "lemonade at %s: %s", base, le.Msg)
-		}
-		return errorf(http.StatusBadGateway, "", "lemonade at %s answered with an error (HTTP %d): %s", base, le.Status, le.Msg)
-	}
-	return errorf(http.StatusBadGateway, "", "lemonade at %s: %v", base, err)
 }
 
 // lemonadeStatus is the answer of GET /api/lemonade/status.
@@ -438,6 +407,9 @@ type lemonadeRescaleRequest struct {
 // lemonadeRescale regenerates Lemonade's configuration for a number of
 // users and reloads the loaded models with the new options.
 func (s *Server) lemonadeRescale(w http.ResponseWriter, r *http.Request) error {
+	if s.lemonade.Rescaler == nil {
+		return errorf(http.StatusServiceUnavailable, "", "lemonade rescale is not configured")
+	}
 	var req lemonadeRescaleRequest
 	if err := s.decodeOptionalJSON(w, r, &req); err != nil {
 		return err
@@ -445,9 +417,6 @@ func (s *Server) lemonadeRescale(w http.ResponseWriter, r *http.Request) error {
 	var users int
 	if req.Users != nil {
 		users = *req.Users
-		if users < 1 || users > MaxLemonadeUsers {
-			return badRequest("users", "users: must be between 1 and %d, got %d", MaxLemonadeUsers, users)
-		}
 	} else {
 		list, err := s.store.ListUsers(r.Context())
 		if err != nil {
@@ -460,31 +429,17 @@ func (s *Server) lemonadeRescale(w http.ResponseWriter, r *http.Request) error {
 	}
 	// Finish even when the client goes away, so that files and loaded
 	// models are never left half done.
-	ctx := context.WithoutCancel(r.Context())
-	res, err := RescaleLemonade(ctx, RescaleOptions{
+	res, err := s.lemonade.Rescaler.Rescale(context.WithoutCancel(r.Context()), llm.RescaleOptions{
 		ConfigDir: s.lemonade.ConfigDir,
 		Users:     users,
 		DryRun:    req.DryRun,
 		Client:    s.lemonade.Client,
 	})
 	if err != nil {
-		err = s.upstream(err)
-		if res.Changed {
-			return prefixError(err, "configuration written for "+strconv.Itoa(users)+" users; ")
-		}
 		return err
 	}
 	writeJSON(w, http.StatusOK, res)
 	return nil
-}
-
-// prefixError puts prefix in front of an *httpError's message.
-func prefixError(err error, prefix string) error {
-	var he *httpError
-	if errors.As(err, &he) {
-		return &httpError{status: he.status, field: he.field, msg: prefix + he.msg}
-	}
-	return err
 }
 
 // lemonadeFlag reads an optional boolean query parameter.

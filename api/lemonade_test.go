@@ -30,7 +30,7 @@ func lemonadeEnv(t testing.TB, lopts lemonadetest.Options, key string) (*testEnv
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	e := newTestEnv(t, Options{Lemonade: &LemonadeOptions{Client: c, ConfigDir: dir}})
+	e := newTestEnv(t, Options{Lemonade: &LemonadeOptions{Client: c, ConfigDir: dir, Rescaler: new(llm.Rescaler)}})
 	return e, lem, dir
 }
 
@@ -269,85 +269,9 @@ func TestLemonadePull(t *testing.T) {
 	e.doJSON("POST", "/api/lemonade/pull", pull).wantError(t, 502, "", "Download failed")
 }
 
-// writeLemonadeFiles writes the configuration llm generates for settings
-// and users into dir.
-func writeLemonadeFiles(t *testing.T, dir string, s llm.Settings, users int) llm.Files {
-	t.Helper()
-	cfg, err := llm.GenerateConfig(s, users)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := cfg.Files(llm.Files{Config: []byte(`{"offline": true, "no_broadcast": false}`)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, b := range map[string][]byte{llm.ConfigFile: f.Config, llm.UserModelsFile: f.UserModels, llm.RecipeOptionsFile: f.RecipeOptions} {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o640); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return f
-}
-
-func TestRecoverLemonadeSettings(t *testing.T) {
-	custom := llm.DefaultSettings()
-	custom.Port = 13400
-	custom.Backend = "vulkan"
-	custom.Chat = llm.ChatModel{Checkpoint: "org/qwen-GGUF:Q4_K_M", Name: "qwen", CtxPerUser: 65536, Output: 4096}
-	custom.Embedding.Enabled = false
-	custom.Llamacpp.PresencePenalty = 1.5
-	custom.Llamacpp.SplitMode = "row"
-	custom.Llamacpp.MainGPU = 1
-	custom.Llamacpp.CPUMoE = true
-	custom.Llamacpp.CacheTypeK = "f16"
-	custom.ExtraArgs = `--seed 42 --alias "my model"`
-
-	withEmb := llm.DefaultSettings()
-	withEmb.Embedding.Checkpoint = "org/emb-GGUF:F16"
-	withEmb.Embedding.Name = "emb"
-	withEmb.Embedding.CtxPerUser = 8192
-
-	for i, tc := range []struct {
-		s     llm.Settings
-		users int
-	}{{llm.DefaultSettings(), 1}, {llm.DefaultSettings(), 30}, {custom, 3}, {withEmb, 7}} {
-		dir := t.TempDir()
-		files := writeLemonadeFiles(t, dir, tc.s, tc.users)
-		got, users, err := RecoverLemonadeSettings(files)
-		if err != nil {
-			t.Fatalf("case %d: %v", i, err)
-		}
-		if users != tc.users {
-			t.Errorf("case %d: users = %d, want %d", i, users, tc.users)
-		}
-		// What the files depend on comes back exactly: the same users give
-		// the same files.
-		again, err := llm.Rescale(got, tc.users, files)
-		if err != nil {
-			t.Fatalf("case %d: %v", i, err)
-		}
-		if !reflect.DeepEqual(again, files) {
-			t.Errorf("case %d: regenerated files differ:\n%s\n%s\nwant\n%s\n%s", i, again.RecipeOptions, again.Config, files.RecipeOptions, files.Config)
-		}
-		if got.Chat.Name != tc.s.Chat.Name || got.ExtraArgs != tc.s.ExtraArgs || got.Embedding.Enabled != tc.s.Embedding.Enabled {
-			t.Errorf("case %d: recovered %+v", i, got)
-		}
-	}
-
-	// No files: the defaults.
-	got, users, err := RecoverLemonadeSettings(llm.Files{})
-	if err != nil || users != 0 || !reflect.DeepEqual(got, llm.DefaultSettings()) {
-		t.Errorf("empty: %+v %d %v", got, users, err)
-	}
-	// Malformed files are named.
-	if _, _, err := RecoverLemonadeSettings(llm.Files{RecipeOptions: []byte("{")}); err == nil || !strings.Contains(err.Error(), "recipe_options.json") {
-		t.Errorf("malformed: %v", err)
-	}
-}
-
 func TestLemonadeRescale(t *testing.T) {
 	e, lem, dir := lemonadeEnv(t, lemonadetest.Options{}, "")
-	writeLemonadeFiles(t, dir, llm.DefaultSettings(), 3)
+	lemonadetest.WriteConfigDir(t, dir, llm.DefaultSettings(), 3)
 	chat, emb := "user.gemma-4-31b-it", "user.harrier-oss-v1-0.6b"
 	rec, err := os.ReadFile(filepath.Join(dir, llm.RecipeOptionsFile))
 	if err != nil {
@@ -362,7 +286,7 @@ func TestLemonadeRescale(t *testing.T) {
 	}).wantStatus(t, 200)
 
 	// A dry run changes nothing.
-	var res RescaleResult
+	var res llm.RescaleResult
 	e.doJSON("POST", "/api/lemonade/rescale", map[string]any{"users": 5, "dry_run": true}).wantStatus(t, 200).decode(t, &res)
 	if res.Changed || res.PreviousUsers != 3 || res.Files[2].Status != llm.StepWouldWrite || res.Models[0].Status != llm.StepSkipped {
 		t.Errorf("dry run = %+v", res)
@@ -402,7 +326,7 @@ func TestLemonadeRescale(t *testing.T) {
 	}
 	// The loaded chat model was reloaded with the new options; the
 	// embedding model, not loaded, was left alone.
-	byName := map[string]RescaleModel{}
+	byName := map[string]llm.RescaleModel{}
 	for _, m := range res.Models {
 		byName[m.ModelName] = m
 	}
@@ -442,13 +366,30 @@ func TestLemonadeRescaleConfigDir(t *testing.T) {
 	lem := lemonadetest.Start(t, lemonadetest.Options{})
 	c, _ := llm.NewClient(lem.URL(), "", "", nil)
 	missing := filepath.Join(t.TempDir(), "nope")
-	e := newTestEnv(t, Options{Lemonade: &LemonadeOptions{Client: c, ConfigDir: missing}})
+	e := newTestEnv(t, Options{Lemonade: &LemonadeOptions{Client: c, ConfigDir: missing, Rescaler: new(llm.Rescaler)}})
 	e.doJSON("POST", "/api/lemonade/rescale", map[string]any{"users": 2}).wantError(t, 409, "", "lemonade config dir "+missing+" does not exist")
 
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, llm.UserModelsFile), []byte(`{"gemma": [}`), 0o644)
-	e = newTestEnv(t, Options{Lemonade: &LemonadeOptions{Client: c, ConfigDir: dir}})
+	e = newTestEnv(t, Options{Lemonade: &LemonadeOptions{Client: c, ConfigDir: dir, Rescaler: new(llm.Rescaler)}})
 	e.doJSON("POST", "/api/lemonade/rescale", map[string]any{"users": 2}).wantError(t, 409, "", "user_models.json")
+}
+
+// TestLemonadeRescaleReloadError: Lemonade refusing thon's key during the
+// reload is a 502 that says the files were written already; a Server
+// without a Rescaler answers 503.
+func TestLemonadeRescaleReloadError(t *testing.T) {
+	e, lem, dir := lemonadeEnv(t, lemonadetest.Options{APIKey: "right-key-0123456789abcdef"}, "wrong-key-0123456789abcdef")
+	lemonadetest.WriteConfigDir(t, dir, llm.DefaultSettings(), 2)
+	e.doJSON("POST", "/api/lemonade/rescale", map[string]any{"users": 3}).wantError(t, http.StatusBadGateway, "",
+		"configuration written for 3 users; lemonade at "+lem.URL()+" rejected the API key (401)")
+	if b := mustRead(t, filepath.Join(dir, llm.RecipeOptionsFile)); !strings.Contains(string(b), "-np 3") {
+		t.Errorf("recipe options not written:\n%s", b)
+	}
+
+	c, _ := llm.NewClient(lem.URL(), "", "", nil)
+	e = newTestEnv(t, Options{Lemonade: &LemonadeOptions{Client: c, ConfigDir: dir}})
+	e.doJSON("POST", "/api/lemonade/rescale", map[string]any{"users": 3}).wantError(t, http.StatusServiceUnavailable, "", "lemonade rescale is not configured")
 }
 
 func mustRead(t *testing.T, path string) []byte {
@@ -478,9 +419,9 @@ func TestLemonadeOpenAPISchemas(t *testing.T) {
 		"LemonadeUnloadRequest":  lemonadeUnloadRequest{},
 		"LemonadeAction":         lemonadeAction{},
 		"LemonadeRescaleRequest": lemonadeRescaleRequest{},
-		"LemonadeRescaleResult":  RescaleResult{},
-		"LemonadeRescaleFile":    RescaleFile{},
-		"LemonadeRescaleModel":   RescaleModel{},
+		"LemonadeRescaleResult":  llm.RescaleResult{},
+		"LemonadeRescaleFile":    llm.RescaleFile{},
+		"LemonadeRescaleModel":   llm.RescaleModel{},
 	} {
 		schema, ok := doc.Components.Schemas[name]
 		if !ok {

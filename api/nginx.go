@@ -2,12 +2,22 @@ package api
 
 import (
 	"context"
-	"errors"
 	"net/http"
 
 	"github.com/thon-dev/thon/sandboxes"
 	"github.com/thon-dev/thon/sandboxes/nginx"
 )
+
+// NginxOptions configures nginx emission, the /api/nginx/ routes.
+type NginxOptions struct {
+	// Options are where the site goes, the nginx that checks and loads
+	// it, and the server block without its sandboxes.
+	nginx.Options
+	// Applier writes the site, one write at a time; every face writing
+	// the same files must share it (the thon app keeps one across config
+	// reloads). Required: without it the routes answer 503.
+	Applier *nginx.Applier
+}
 
 // nginxRoutes registers the nginx emission routes: what is written, write
 // it again for the sandboxes live now, and remove it.
@@ -21,7 +31,7 @@ func (s *Server) nginxRoutes() {
 // route answers 503.
 func (s *Server) handleNginx(method, pattern string, h handlerFunc) {
 	s.handle(method, pattern, func(w http.ResponseWriter, r *http.Request) error {
-		if s.nginx == nil {
+		if s.nginx == nil || s.nginx.Applier == nil {
 			return errorf(http.StatusServiceUnavailable, "", "nginx emission is not configured")
 		}
 		return h(w, r)
@@ -48,9 +58,9 @@ func (s *Server) nginxRefresh(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	res, err := ApplyNginx(ctx, *s.nginx, NginxLocations(live))
+	res, err := s.nginx.Applier.Apply(ctx, s.nginx.Options, nginx.Locations(live))
 	if err != nil {
-		return nginxHTTPError(err)
+		return err
 	}
 	writeJSON(w, http.StatusOK, res)
 	return nil
@@ -60,9 +70,9 @@ func (s *Server) nginxCleanup(w http.ResponseWriter, r *http.Request) error {
 	if err := s.decodeOptionalJSON(w, r, &emptyRequest{}); err != nil {
 		return err
 	}
-	res, err := CleanupNginx(context.WithoutCancel(r.Context()), *s.nginx)
+	res, err := s.nginx.Applier.Cleanup(context.WithoutCancel(r.Context()), s.nginx.Options)
 	if err != nil {
-		return nginxHTTPError(err)
+		return err
 	}
 	writeJSON(w, http.StatusOK, res)
 	return nil
@@ -82,24 +92,4 @@ func (s *Server) liveInstances(ctx context.Context) ([]sandboxes.Instance, error
 			return all, nil
 		}
 	}
-}
-
-// nginxHTTPError maps an error of ApplyNginx or CleanupNginx to its
-// response: nginx refusing or failing is 502 with nginx's own message;
-// anything else (a site that cannot be rendered from thon's configuration,
-// a file in the way) is a 500 that says why. Either way the organiser
-// reads what to fix.
-func nginxHTTPError(err error) error {
-	var he *httpError
-	var se *NginxStepError
-	var fe *nginx.FieldError
-	switch {
-	case errors.As(err, &he):
-		return err
-	case errors.As(err, &se):
-		return errorf(http.StatusBadGateway, "", "%s", se.Error())
-	case errors.As(err, &fe):
-		return errorf(http.StatusInternalServerError, fe.Field, "nginx site: %s", fe.Error())
-	}
-	return errorf(http.StatusInternalServerError, "", "nginx: %v", err)
 }

@@ -57,8 +57,8 @@ func TestNginxSchemasMatchTypes(t *testing.T) {
 	for name, v := range map[string]any{
 		"NginxStatus":  nginx.Status{},
 		"NginxResult":  nginx.Result{},
-		"NginxApplied": NginxApplied{},
-		"NginxCleaned": NginxCleaned{},
+		"NginxApplied": nginx.Applied{},
+		"NginxCleaned": nginx.Cleaned{},
 	} {
 		schema, ok := doc.Components.Schemas[name]
 		if !ok {
@@ -73,21 +73,6 @@ func TestNginxSchemasMatchTypes(t *testing.T) {
 	}
 }
 
-func TestNginxLocations(t *testing.T) {
-	list := []sandboxes.Instance{
-		{Group: "g", User: "a", State: sandboxes.StateRunning, Port: 9001},
-		{Group: "g", User: "b", State: sandboxes.StatePaused, Port: 9002},
-		{Group: "g", User: "c", State: sandboxes.StateTerminated, Port: 9003},
-		{Group: "g", User: "d", State: sandboxes.StateStarting},
-		{Group: "h", User: "e", State: sandboxes.StateStopped, Port: 9005},
-	}
-	got := NginxLocations(list)
-	want := []nginx.Location{{Port: 9001, Group: "g", User: "a"}, {Port: 9002, Group: "g", User: "b"}, {Port: 9005, Group: "h", User: "e"}}
-	if !slices.Equal(got, want) {
-		t.Errorf("locations %v, want %v", got, want)
-	}
-}
-
 // testCA is a certificate authority made for a test, standing where
 // thon's internal CA does.
 type testCA struct {
@@ -97,7 +82,7 @@ type testCA struct {
 	pool   *x509.CertPool
 	mu     sync.Mutex
 	issued int
-	seen   []NginxKeyPair // the current key pairs it was given
+	seen   []nginx.KeyPair // the current key pairs it was given
 }
 
 func newTestCA(t *testing.T) *testCA {
@@ -127,7 +112,7 @@ func newTestCA(t *testing.T) *testCA {
 
 // certificate issues a leaf for names, or keeps current while it
 // verifies for all of them.
-func (ca *testCA) certificate(_ context.Context, names []string, current NginxKeyPair) (NginxKeyPair, error) {
+func (ca *testCA) certificate(_ context.Context, names []string, current nginx.KeyPair) (nginx.KeyPair, error) {
 	ca.mu.Lock()
 	defer ca.mu.Unlock()
 	ca.seen = append(ca.seen, current)
@@ -146,7 +131,7 @@ func (ca *testCA) certificate(_ context.Context, names []string, current NginxKe
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return NginxKeyPair{}, err
+		return nginx.KeyPair{}, err
 	}
 	ca.issued++
 	tmpl := &x509.Certificate{
@@ -166,13 +151,13 @@ func (ca *testCA) certificate(_ context.Context, names []string, current NginxKe
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
-		return NginxKeyPair{}, err
+		return nginx.KeyPair{}, err
 	}
 	kder, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return NginxKeyPair{}, err
+		return nginx.KeyPair{}, err
 	}
-	return NginxKeyPair{
+	return nginx.KeyPair{
 		Cert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		Key:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}),
 		CA:   ca.pem,
@@ -227,7 +212,7 @@ func TestNginxRoutes(t *testing.T) {
 	ca := newTestCA(t)
 	ports := nginxtest.FreePorts(t, 2)
 	httpPort, httpsPort := ports[0], ports[1]
-	opts := &NginxOptions{
+	opts := &NginxOptions{Options: nginx.Options{
 		Writer: l.writer,
 		Bin:    nginxtest.Bin,
 		Conf:   l.conf,
@@ -239,7 +224,7 @@ func TestNginxRoutes(t *testing.T) {
 		},
 		Certificate: ca.certificate,
 		NoReload:    true, // nginx is not running yet
-	}
+	}, Applier: new(nginx.Applier)}
 
 	dc := dockertest.Client(t)
 	st := openStore(t)
@@ -273,7 +258,7 @@ func TestNginxRoutes(t *testing.T) {
 	var alice sandboxes.Instance
 	e.doJSON("POST", "/api/instances", map[string]string{"group": group, "user": "alice"}).wantStatus(t, 201).decode(t, &alice)
 
-	var applied NginxApplied
+	var applied nginx.Applied
 	e.doJSON("POST", "/api/nginx/refresh", nil).wantStatus(t, 200).decode(t, &applied)
 	if applied.Sandboxes != 1 || !applied.Tested || applied.Reloaded || applied.Result.Unchanged {
 		t.Fatalf("first refresh: %+v", applied)
@@ -380,7 +365,7 @@ func TestNginxRoutes(t *testing.T) {
 
 	// Cleanup removes exactly what was written, then reloads nginx, which
 	// stops serving the sandboxes.
-	var cleaned NginxCleaned
+	var cleaned nginx.Cleaned
 	e.doJSON("POST", "/api/nginx/cleanup", nil).wantStatus(t, 200).decode(t, &cleaned)
 	if len(cleaned.Removed) == 0 || !cleaned.Tested || !cleaned.Reloaded {
 		t.Errorf("cleanup: %+v", cleaned)

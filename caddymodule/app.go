@@ -21,6 +21,7 @@ import (
 	"github.com/thon-dev/thon/gateway"
 	"github.com/thon-dev/thon/sandboxes"
 	"github.com/thon-dev/thon/sandboxes/docker"
+	"github.com/thon-dev/thon/sandboxes/nginx"
 	"github.com/thon-dev/thon/store"
 )
 
@@ -318,6 +319,7 @@ type shared struct {
 	store     *store.Store
 	sandboxes *sandboxes.Manager
 	lemonade  lemonadeWatch // the health watcher of the running config's Lemonade
+	nginx     nginx.Applier // writes the nginx site of every config, one write at a time
 	// the AI gateway's keys, limiters, pending usage and background work
 	gateway *gateway.Runtime
 

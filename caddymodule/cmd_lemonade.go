@@ -16,7 +16,6 @@ import (
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 
-	"github.com/thon-dev/thon/api"
 	"github.com/thon-dev/thon/llm"
 	"github.com/thon-dev/thon/store"
 )
@@ -121,8 +120,8 @@ func countUsers(ctx context.Context, fl caddycmd.Flags) (int, string, error) {
 		return 0, "", fmt.Errorf("--users: must be at least 1, got %d", users)
 	case users > 0 && (groupsFile != "" || group != ""):
 		return 0, "", errors.New("--users: give either the number of users or --groups/--group to count them")
-	case users > api.MaxLemonadeUsers:
-		return 0, "", fmt.Errorf("--users: at most %d", api.MaxLemonadeUsers)
+	case users > llm.MaxUsers:
+		return 0, "", fmt.Errorf("--users: at most %d", llm.MaxUsers)
 	case users > 0:
 		return users, "--users", nil
 	}
@@ -135,11 +134,11 @@ func countUsers(ctx context.Context, fl caddycmd.Flags) (int, string, error) {
 	if groupsFile != "" {
 		data, err := os.ReadFile(groupsFile)
 		if err != nil {
-			return 0, "", fmt.Errorf("--groups: %v", err)
+			return 0, "", fmt.Errorf("--groups: %w", err)
 		}
 		roster, err := store.ParseRoster(groupsFile, data)
 		if err != nil {
-			return 0, "", fmt.Errorf("--groups: %v", err)
+			return 0, "", fmt.Errorf("--groups: %w", err)
 		}
 		for _, g := range roster.Groups {
 			counts = append(counts, struct {
@@ -153,20 +152,20 @@ func countUsers(ctx context.Context, fl caddycmd.Flags) (int, string, error) {
 			if errors.Is(err, fs.ErrNotExist) {
 				return 0, "", fmt.Errorf("--database: %s does not exist; give --groups <file>, --users <n> or the path of thon's database", db)
 			}
-			return 0, "", fmt.Errorf("--database: %v", err)
+			return 0, "", fmt.Errorf("--database: %w", err)
 		}
 		st, err := store.Open(ctx, db)
 		if err != nil {
-			return 0, "", fmt.Errorf("--database: %v", err)
+			return 0, "", fmt.Errorf("--database: %w", err)
 		}
 		defer st.Close()
 		list, err := st.ListUsers(ctx)
 		if err != nil {
-			return 0, "", fmt.Errorf("--database: %v", err)
+			return 0, "", fmt.Errorf("--database: %w", err)
 		}
 		groups, err := st.ListGroups(ctx)
 		if err != nil {
-			return 0, "", fmt.Errorf("--database: %v", err)
+			return 0, "", fmt.Errorf("--database: %w", err)
 		}
 		for _, g := range groups {
 			n := 0
@@ -236,7 +235,7 @@ func lemonadeSettings(fl caddycmd.Flags) (llm.Settings, error) {
 	}
 	if v := fl.String("llamacpp-args"); v != "" {
 		if _, err := llm.ParseLlamacppArgs(v); err != nil {
-			return s, fmt.Errorf("--llamacpp-args: %v", err)
+			return s, fmt.Errorf("--llamacpp-args: %w", err)
 		}
 		s.ExtraArgs = v
 	}
@@ -275,7 +274,7 @@ func absFlag(fl caddycmd.Flags, name string) (string, error) {
 	}
 	abs, err := filepath.Abs(p)
 	if err != nil {
-		return "", fmt.Errorf("--%s: %v", name, err)
+		return "", fmt.Errorf("--%s: %w", name, err)
 	}
 	return abs, nil
 }
@@ -380,12 +379,12 @@ func runLemonadeRescale(ctx context.Context, stdout io.Writer, fl caddycmd.Flags
 			}
 		}
 		if client, err = llm.NewClient(cmp.Or(url, defaultLemonadeURL), apiKey, adminKey, nil); err != nil {
-			return fmt.Errorf("--api-key: %v", err)
+			return fmt.Errorf("--api-key: %w", err)
 		}
 	}
 
 	fmt.Fprintf(stdout, "rescaling Lemonade Server to %s (from %s)\n", userCount(users), source)
-	res, err := api.RescaleLemonade(ctx, api.RescaleOptions{ConfigDir: configDir, Users: users, DryRun: fl.Bool("dry-run"), Client: client})
+	res, err := new(llm.Rescaler).Rescale(ctx, llm.RescaleOptions{ConfigDir: configDir, Users: users, DryRun: fl.Bool("dry-run"), Client: client})
 	for _, f := range res.Files {
 		fmt.Fprintf(stdout, "  %-32s %s %s\n", f.Name, f.Status, f.Path)
 	}

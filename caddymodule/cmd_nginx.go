@@ -21,7 +21,6 @@ import (
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 
-	"github.com/thon-dev/thon/api"
 	"github.com/thon-dev/thon/sandboxes"
 	"github.com/thon-dev/thon/sandboxes/nginx"
 )
@@ -146,7 +145,7 @@ func runNginxCommand(ctx context.Context, stdout io.Writer, fl caddycmd.Flags) e
 		return err
 	}
 	untested := f.out != "" && f.conf == ""
-	o := api.NginxOptions{Writer: f.writer(), Bin: f.bin, Conf: f.conf, NoTest: untested, NoReload: untested || f.noReload}
+	o := nginx.Options{Writer: f.writer(), Bin: f.bin, Conf: f.conf, NoTest: untested, NoReload: untested || f.noReload}
 	if f.cleanup {
 		return nginxCleanup(ctx, stdout, f, o)
 	}
@@ -185,8 +184,8 @@ func runNginxCommand(ctx context.Context, stdout io.Writer, fl caddycmd.Flags) e
 		}
 	}
 
-	locs := api.NginxLocations(live)
-	res, err := api.ApplyNginx(ctx, o, locs)
+	locs := nginx.Locations(live)
+	res, err := new(nginx.Applier).Apply(ctx, o, locs)
 	fmt.Fprintf(stdout, "%d %s of the thon at %s\n", len(locs), plural(len(locs), "sandbox", "sandboxes"), f.admin)
 	for _, p := range res.Result.Written {
 		verb := "wrote  "
@@ -210,8 +209,8 @@ func runNginxCommand(ctx context.Context, stdout io.Writer, fl caddycmd.Flags) e
 
 // nginxCleanup removes what was written; with --out, also the
 // sites-available and sites-enabled directories once they are empty.
-func nginxCleanup(ctx context.Context, stdout io.Writer, f nginxFlags, o api.NginxOptions) error {
-	res, err := api.CleanupNginx(ctx, o)
+func nginxCleanup(ctx context.Context, stdout io.Writer, f nginxFlags, o nginx.Options) error {
+	res, err := new(nginx.Applier).Cleanup(ctx, o)
 	for _, p := range res.Removed {
 		fmt.Fprintf(stdout, "removed  %s\n", p)
 	}
@@ -281,13 +280,13 @@ func (c adminClient) do(method, uri string, body, v any) error {
 	resp, err := caddycmd.AdminAPIRequest(c.addr, method, uri, nil, rd)
 	if err != nil {
 		if strings.Contains(err.Error(), "performing request") {
-			return fmt.Errorf("thon is not running, or its admin API is not at %s (--admin): %v", c.addr, err)
+			return fmt.Errorf("thon is not running, or its admin API is not at %s (--admin): %w", c.addr, err)
 		}
-		return fmt.Errorf("%s %s on the admin API at %s: %v", method, uri, c.addr, err)
+		return fmt.Errorf("%s %s on the admin API at %s: %w", method, uri, c.addr, err)
 	}
 	defer resp.Body.Close()
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(v); err != nil {
-		return fmt.Errorf("%s %s on the admin API at %s: decoding the answer: %v", method, uri, c.addr, err)
+		return fmt.Errorf("%s %s on the admin API at %s: decoding the answer: %w", method, uri, c.addr, err)
 	}
 	return nil
 }
@@ -328,20 +327,20 @@ func (c adminClient) publicAddress() (ip, domain string, err error) {
 // certificate keeps current while it is good under the running thon's
 // local CA root (GET /pki/ca/local), else has the thon issue a new one
 // (POST /thon/nginx/certificate).
-func (c adminClient) certificate(_ context.Context, names []string, current api.NginxKeyPair) (api.NginxKeyPair, error) {
+func (c adminClient) certificate(_ context.Context, names []string, current nginx.KeyPair) (nginx.KeyPair, error) {
 	var info struct {
 		Root string `json:"root_certificate"`
 	}
 	if err := c.do(http.MethodGet, "/pki/ca/local", nil, &info); err != nil {
-		return api.NginxKeyPair{}, err
+		return nginx.KeyPair{}, err
 	}
 	block, _ := pem.Decode([]byte(info.Root))
 	if block == nil {
-		return api.NginxKeyPair{}, errors.New("the admin API's /pki/ca/local has no root certificate")
+		return nginx.KeyPair{}, errors.New("the admin API's /pki/ca/local has no root certificate")
 	}
 	root, err := x509.ParseCertificate(block.Bytes)
 	if err != nil {
-		return api.NginxKeyPair{}, fmt.Errorf("the local CA's root: %v", err)
+		return nginx.KeyPair{}, fmt.Errorf("the local CA's root: %w", err)
 	}
 	if keepLeaf(current, root, names, time.Now()) {
 		current.CA = []byte(info.Root)
@@ -349,7 +348,7 @@ func (c adminClient) certificate(_ context.Context, names []string, current api.
 	}
 	var issued nginxCertResponse
 	if err := c.do(http.MethodPost, nginxCertPath, nginxCertRequest{Names: names}, &issued); err != nil {
-		return api.NginxKeyPair{}, err
+		return nginx.KeyPair{}, err
 	}
-	return api.NginxKeyPair{Cert: []byte(issued.Certificate), Key: []byte(issued.Key), CA: []byte(issued.CA)}, nil
+	return nginx.KeyPair{Cert: []byte(issued.Certificate), Key: []byte(issued.Key), CA: []byte(issued.CA)}, nil
 }

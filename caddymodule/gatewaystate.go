@@ -7,8 +7,6 @@ import (
 	"io/fs"
 	"net"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -16,7 +14,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/thon-dev/thon/api"
 	"github.com/thon-dev/thon/gateway"
 	"github.com/thon-dev/thon/llm"
 )
@@ -208,29 +205,19 @@ func (a *App) gatewayOptions() (*gateway.Service, error) {
 }
 
 // recoverLemonadeSettings are the models and options of the Lemonade
-// Server thon set up, read back from its configuration directory dir: the
-// defaults when the directory has no configuration or cannot be read (with
-// a warning), an error when what it holds is not a configuration thon
-// wrote.
+// Server thon set up, read back from its configuration directory dir
+// (llm.ReadSettings): the defaults when it has no configuration or cannot
+// be read (thon may run without the rights to Lemonade's directory; the
+// warning says so), an error when what it holds is not a configuration
+// thon wrote.
 func recoverLemonadeSettings(dir string, logger *zap.Logger) (llm.Settings, error) {
-	var f llm.Files
-	for name, dst := range map[string]*[]byte{
-		llm.ConfigFile: &f.Config, llm.UserModelsFile: &f.UserModels, llm.RecipeOptionsFile: &f.RecipeOptions,
-	} {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-		case err != nil:
-			logger.Warn("cannot read Lemonade's configuration; kilo.jsonc gets the default models", zap.Error(err))
-			return llm.DefaultSettings(), nil
-		}
-		*dst = b
+	settings, err := llm.ReadSettings(dir)
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		logger.Warn("cannot read Lemonade's configuration; kilo.jsonc gets the default models", zap.Error(err))
+		return llm.DefaultSettings(), nil
 	}
-	settings, _, err := api.RecoverLemonadeSettings(f)
-	if err != nil {
-		return llm.Settings{}, fmt.Errorf("lemonade config dir %s: %w", dir, err)
-	}
-	return settings, nil
+	return settings, err
 }
 
 // startGateway makes this config's gateway current: its limiter serves

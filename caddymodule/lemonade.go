@@ -146,6 +146,7 @@ func (a *App) lemonadeOptions() (*api.LemonadeOptions, error) {
 		Client:    c.client,
 		Watcher:   func() *llm.Watcher { return watch.current(key) },
 		ConfigDir: configDir,
+		Rescaler:  &watch.rescaler,
 	}, nil
 }
 
@@ -160,9 +161,12 @@ func (a *App) startLemonade() {
 	a.shared.lemonade.set(a.Lemonade.key, a.Lemonade.client, a.Lemonade.interval)
 }
 
-// lemonadeWatch is the running health watcher, part of the state shared
-// across config reloads.
+// lemonadeWatch is the running health watcher and the rescaler every
+// config's REST API shares, part of the state shared across config
+// reloads.
 type lemonadeWatch struct {
+	rescaler llm.Rescaler
+
 	mu     sync.Mutex
 	key    string
 	w      *llm.Watcher

@@ -127,7 +127,7 @@ func (a *App) nginxOptions() (*api.NginxOptions, error) {
 	if c == nil {
 		return nil, nil
 	}
-	o := &api.NginxOptions{
+	o := &api.NginxOptions{Applier: &a.shared.nginx, Options: nginx.Options{
 		Writer: nginx.Writer{
 			SitesAvailable: expand(c.SitesAvailable, defaultSitesAvailable),
 			SitesEnabled:   expand(c.SitesEnabled, defaultSitesEnabled),
@@ -142,7 +142,7 @@ func (a *App) nginxOptions() (*api.NginxOptions, error) {
 			HTTPPort:   c.HTTPPort,
 			HTTPSPort:  c.HTTPSPort,
 		},
-	}
+	}}
 	o.Site.ListenIPv6 = o.Site.ListenAddr == ""
 	cert, key := expand(c.Cert, ""), expand(c.Key, "")
 	if (cert == "") != (key == "") {
@@ -152,10 +152,10 @@ func (a *App) nginxOptions() (*api.NginxOptions, error) {
 	if cert != "" {
 		var err error
 		if o.Site.CertFile, err = filepath.Abs(cert); err != nil {
-			return nil, fmt.Errorf("nginx cert: %v", err)
+			return nil, fmt.Errorf("nginx cert: %w", err)
 		}
 		if o.Site.KeyFile, err = filepath.Abs(key); err != nil {
-			return nil, fmt.Errorf("nginx key: %v", err)
+			return nil, fmt.Errorf("nginx key: %w", err)
 		}
 		check = o.Site
 	} else {
@@ -165,7 +165,7 @@ func (a *App) nginxOptions() (*api.NginxOptions, error) {
 	// The same checks a refresh makes, early: a bad setting fails the
 	// config load with the field's name.
 	if _, err := nginx.Render(check); err != nil {
-		return nil, fmt.Errorf("nginx: %v", err)
+		return nil, fmt.Errorf("nginx: %w", err)
 	}
 	return o, nil
 }
@@ -173,10 +173,10 @@ func (a *App) nginxOptions() (*api.NginxOptions, error) {
 // nginxCertificate keeps current while it is good for names, or issues a
 // new certificate for them with Caddy's local CA, the one whose root
 // thon serves at /ca.crt.
-func (a *App) nginxCertificate(_ context.Context, names []string, current api.NginxKeyPair) (api.NginxKeyPair, error) {
+func (a *App) nginxCertificate(_ context.Context, names []string, current nginx.KeyPair) (nginx.KeyPair, error) {
 	ca, err := localCA(a.ctx)
 	if err != nil {
-		return api.NginxKeyPair{}, err
+		return nginx.KeyPair{}, err
 	}
 	return issueOrKeep(ca, names, current, time.Now())
 }

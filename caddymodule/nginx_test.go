@@ -15,7 +15,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/thon-dev/thon/api"
+	"github.com/thon-dev/thon/sandboxes/nginx"
 )
 
 func TestParseNginxOption(t *testing.T) {
@@ -74,7 +74,7 @@ func TestParseNginxOption(t *testing.T) {
 
 func TestNginxOptions(t *testing.T) {
 	t.Setenv("THON_TEST_NGINX_DIR", "/srv/nginx")
-	a := &App{ExternalIP: "203.0.113.7", Nginx: &NginxConfig{SitesAvailable: "{env.THON_TEST_NGINX_DIR}/available"}}
+	a := &App{shared: new(shared), ExternalIP: "203.0.113.7", Nginx: &NginxConfig{SitesAvailable: "{env.THON_TEST_NGINX_DIR}/available"}}
 	o, err := a.nginxOptions()
 	if err != nil {
 		t.Fatal(err)
@@ -82,11 +82,14 @@ func TestNginxOptions(t *testing.T) {
 	if o.Writer.SitesAvailable != "/srv/nginx/available" || o.Writer.SitesEnabled != defaultSitesEnabled || o.Writer.SSLDir != defaultSSLDir {
 		t.Errorf("writer %+v", o.Writer)
 	}
+	if o.Applier != &a.shared.nginx {
+		t.Error("the options do not use the shared applier")
+	}
 	if o.Certificate == nil || o.Site.CertFile != "" || o.Site.ExternalIP != "203.0.113.7" || !o.Site.ListenIPv6 {
 		t.Errorf("site %+v, certificate issued: %t", o.Site, o.Certificate != nil)
 	}
 
-	a = &App{Domain: "hack.example.com", Nginx: &NginxConfig{Cert: "/le/fullchain.pem", Key: "/le/privkey.pem", ListenAddr: "127.0.0.1"}}
+	a = &App{shared: new(shared), Domain: "hack.example.com", Nginx: &NginxConfig{Cert: "/le/fullchain.pem", Key: "/le/privkey.pem", ListenAddr: "127.0.0.1"}}
 	if o, err = a.nginxOptions(); err != nil {
 		t.Fatal(err)
 	}
@@ -101,10 +104,10 @@ func TestNginxOptions(t *testing.T) {
 		app  App
 		want string
 	}{
-		{App{ExternalIP: "not-an-ip", Nginx: &NginxConfig{}}, "external_ip"},
-		{App{Domain: "bad domain", Nginx: &NginxConfig{}}, "server_name"},
-		{App{Nginx: &NginxConfig{Cert: "/a.pem"}}, "cert and key go together"},
-		{App{Nginx: &NginxConfig{HTTPPort: 8080, HTTPSPort: 8080}}, "https_port"},
+		{App{shared: new(shared), ExternalIP: "not-an-ip", Nginx: &NginxConfig{}}, "external_ip"},
+		{App{shared: new(shared), Domain: "bad domain", Nginx: &NginxConfig{}}, "server_name"},
+		{App{shared: new(shared), Nginx: &NginxConfig{Cert: "/a.pem"}}, "cert and key go together"},
+		{App{shared: new(shared), Nginx: &NginxConfig{HTTPPort: 8080, HTTPSPort: 8080}}, "https_port"},
 	} {
 		if _, err := tt.app.nginxOptions(); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%+v: error %v, want %q", tt.app.Nginx, err, tt.want)
@@ -157,20 +160,20 @@ func TestIssueLeaf(t *testing.T) {
 	if leaf.NotAfter.Sub(now) > 397*24*time.Hour || leaf.PublicKeyAlgorithm != x509.ECDSA || leaf.IsCA {
 		t.Errorf("leaf: not after %v, key %v, CA %t", leaf.NotAfter, leaf.PublicKeyAlgorithm, leaf.IsCA)
 	}
-	kp := api.NginxKeyPair{Cert: certPEM, Key: keyPEM}
+	kp := nginx.KeyPair{Cert: certPEM, Key: keyPEM}
 	if !keepLeaf(kp, root, []string{"203.0.113.7"}, now) {
 		t.Error("a fresh certificate is not kept")
 	}
 	for name, tt := range map[string]struct {
-		kp    api.NginxKeyPair
+		kp    nginx.KeyPair
 		names []string
 		now   time.Time
 	}{
 		"another name":       {kp, []string{"198.51.100.1"}, now},
 		"close to its end":   {kp, []string{"203.0.113.7"}, now.Add(380 * 24 * time.Hour)},
-		"no key":             {api.NginxKeyPair{Cert: certPEM}, []string{"203.0.113.7"}, now},
-		"nothing":            {api.NginxKeyPair{}, []string{"203.0.113.7"}, now},
-		"key of another one": {api.NginxKeyPair{Cert: certPEM, Key: mustLeafKey(t, root, key, now)}, []string{"203.0.113.7"}, now},
+		"no key":             {nginx.KeyPair{Cert: certPEM}, []string{"203.0.113.7"}, now},
+		"nothing":            {nginx.KeyPair{}, []string{"203.0.113.7"}, now},
+		"key of another one": {nginx.KeyPair{Cert: certPEM, Key: mustLeafKey(t, root, key, now)}, []string{"203.0.113.7"}, now},
 	} {
 		if keepLeaf(tt.kp, root, tt.names, tt.now) {
 			t.Errorf("%s: kept", name)
@@ -254,6 +257,7 @@ func FuzzNginxOption(f *testing.F) {
 				t.Fatalf("accepted port %d", p)
 			}
 		}
+		a.shared = new(shared) // as Provision sets it
 		_, _ = a.nginxOptions()
 	})
 }

@@ -24,7 +24,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddypki"
 
-	"github.com/thon-dev/thon/api"
+	"github.com/thon-dev/thon/sandboxes/nginx"
 )
 
 func init() {
@@ -56,14 +56,14 @@ func localCA(ctx caddy.Context) (*caddypki.CA, error) {
 	}
 	ca := new(caddypki.CA)
 	if err := ca.Provision(ctx, caddypki.DefaultCAID, ctx.Logger()); err != nil {
-		return nil, fmt.Errorf("provisioning the local CA: %v", err)
+		return nil, fmt.Errorf("provisioning the local CA: %w", err)
 	}
 	return ca, nil
 }
 
 // issueOrKeep returns current when it is still good for names under ca's
 // root, else a new certificate signed by the root.
-func issueOrKeep(ca *caddypki.CA, names []string, current api.NginxKeyPair, now time.Time) (api.NginxKeyPair, error) {
+func issueOrKeep(ca *caddypki.CA, names []string, current nginx.KeyPair, now time.Time) (nginx.KeyPair, error) {
 	root := ca.RootCertificate()
 	rootPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw})
 	if keepLeaf(current, root, names, now) {
@@ -72,13 +72,13 @@ func issueOrKeep(ca *caddypki.CA, names []string, current api.NginxKeyPair, now 
 	}
 	key, err := ca.RootKey()
 	if err != nil {
-		return api.NginxKeyPair{}, fmt.Errorf("loading the local CA's root key: %v", err)
+		return nginx.KeyPair{}, fmt.Errorf("loading the local CA's root key: %w", err)
 	}
 	certPEM, keyPEM, err := issueLeaf(root, key, names, now)
 	if err != nil {
-		return api.NginxKeyPair{}, err
+		return nginx.KeyPair{}, err
 	}
-	return api.NginxKeyPair{Cert: certPEM, Key: keyPEM, CA: rootPEM}, nil
+	return nginx.KeyPair{Cert: certPEM, Key: keyPEM, CA: rootPEM}, nil
 }
 
 // issueLeaf signs a server certificate for names (IP addresses and DNS
@@ -120,7 +120,7 @@ func issueLeaf(root *x509.Certificate, rootKey crypto.Signer, names []string, no
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, root, &key.PublicKey, rootKey)
 	if err != nil {
-		return nil, nil, fmt.Errorf("signing the certificate: %v", err)
+		return nil, nil, fmt.Errorf("signing the certificate: %w", err)
 	}
 	kder, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
@@ -143,7 +143,7 @@ func allCertNames(names []string) []string {
 
 // keepLeaf reports whether kp is a key pair whose certificate was signed
 // by root, covers every name, and stays valid for nginxCertRenewBefore.
-func keepLeaf(kp api.NginxKeyPair, root *x509.Certificate, names []string, now time.Time) bool {
+func keepLeaf(kp nginx.KeyPair, root *x509.Certificate, names []string, now time.Time) bool {
 	if len(kp.Cert) == 0 || len(kp.Key) == 0 {
 		return false
 	}
@@ -269,7 +269,7 @@ func (a *nginxCertAdmin) serve(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
 	}
-	kp, err := issueOrKeep(ca, req.Names, api.NginxKeyPair{}, time.Now())
+	kp, err := issueOrKeep(ca, req.Names, nginx.KeyPair{}, time.Now())
 	if err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
 	}
@@ -285,7 +285,7 @@ func decodeCertRequest(body io.Reader) (nginxCertRequest, error) {
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return req, fmt.Errorf("request body: %v", err)
+		return req, fmt.Errorf("request body: %w", err)
 	}
 	if dec.More() {
 		return req, errors.New("request body: more than one JSON value")

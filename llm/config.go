@@ -78,6 +78,11 @@ type RecipeOptions struct {
 	LlamacppArgs    string `json:"llamacpp_args"`
 }
 
+// loadRequest loads the model id with these options.
+func (o RecipeOptions) loadRequest(id string) LoadRequest {
+	return LoadRequest{ModelName: id, CtxSize: o.CtxSize, LlamacppBackend: o.LlamacppBackend, LlamacppArgs: o.LlamacppArgs}
+}
+
 // Files are the contents of Lemonade's three configuration files. A nil
 // member is a missing file.
 type Files struct {
@@ -177,19 +182,24 @@ func GenerateConfig(s Settings, users int) (Config, error) {
 
 // Rescale regenerates the configuration for a new number of users and
 // renders it over the existing files.
-func Rescale(s Settings, users int, existing Files) (Files, error) {
+func Rescale(s Settings, users int, existing Files) (Config, Files, error) {
 	c, err := GenerateConfig(s, users)
 	if err != nil {
-		return Files{}, err
+		return Config{}, Files{}, err
 	}
-	return c.Files(existing)
+	f, err := c.Files(existing)
+	if err != nil {
+		return Config{}, Files{}, err
+	}
+	return c, f, nil
 }
 
 // totalCtx multiplies the per-user context by the users, refusing totals
-// llama-server cannot hold (its context size is a 32-bit integer).
+// llama-server cannot hold (its context size is a 32-bit integer) with a
+// *ContextLimitError.
 func totalCtx(field string, perUser, users int) (int, error) {
 	if perUser > math.MaxInt32/users {
-		return 0, fmt.Errorf("%s: %d users × %d tokens exceeds llama-server's context limit of %d", field, users, perUser, math.MaxInt32)
+		return 0, &ContextLimitError{Field: field, Users: users, PerUser: perUser}
 	}
 	return perUser * users, nil
 }
@@ -248,7 +258,7 @@ func (s Settings) placementArgs() []string {
 }
 
 func (s Settings) tailArgs(args []string, users int, extra []string) []string {
-	args = append(args, "--no-webui", "--threads-http", "-1", "--threads", "-1")
+	args = append(args, tailMarker...)
 	args = append(args, extra...)
 	return append(args, "-np", strconv.Itoa(users))
 }

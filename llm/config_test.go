@@ -259,9 +259,12 @@ func TestRescale(t *testing.T) {
 	if n, err := UsersFromRecipeOptions(f30.RecipeOptions, s.ChatID()); err != nil || n != 30 {
 		t.Fatalf("users = %d, %v; want 30", n, err)
 	}
-	f31, err := Rescale(s, 31, f30)
+	cfg, f31, err := Rescale(s, 31, f30)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cfg.Users != 31 || cfg.RecipeOptions[s.ChatID()].CtxSize != 31*s.Chat.CtxPerUser {
+		t.Errorf("config = %+v", cfg)
 	}
 	for _, id := range []string{s.ChatID(), s.EmbeddingID()} {
 		if n, err := UsersFromRecipeOptions(f31.RecipeOptions, id); err != nil || n != 31 {
@@ -278,14 +281,15 @@ func TestRescale(t *testing.T) {
 	if _, err := UsersFromRecipeOptions(f31.RecipeOptions, "user.missing"); err == nil || !strings.Contains(err.Error(), `"user.missing"`) {
 		t.Errorf("missing entry: err = %v", err)
 	}
-	if _, err := Rescale(s, 0, f30); err == nil || !strings.Contains(err.Error(), "users") {
+	if _, _, err := Rescale(s, 0, f30); err == nil || !strings.Contains(err.Error(), "users") {
 		t.Errorf("0 users: err = %v", err)
 	}
 }
 
 func TestContextLimit(t *testing.T) {
 	_, err := GenerateConfig(DefaultSettings(), 9000)
-	if err == nil || !strings.Contains(err.Error(), "chat.ctx_per_user") {
+	var cle *ContextLimitError
+	if !errors.As(err, &cle) || cle.Field != "chat.ctx_per_user" || cle.Users != 9000 || !strings.Contains(err.Error(), "chat.ctx_per_user") {
 		t.Errorf("err = %v, want a context limit error", err)
 	}
 }

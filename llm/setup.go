@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/thon-dev/thon/internal/atomicfile"
 )
 
 // Setup defaults.
@@ -174,7 +176,7 @@ func (s *Setup) Run(ctx context.Context, progress func(step, msg string)) (Repor
 	if kiloPath == "" {
 		home, err := os.UserHomeDir()
 		if err != nil {
-			return rep, fmt.Errorf("kilo path: no home directory (%v); set the kilo path", err)
+			return rep, fmt.Errorf("kilo path: no home directory (%w); set the kilo path", err)
 		}
 		kiloPath = filepath.Join(home, ".thon", "kilo.jsonc")
 	}
@@ -185,16 +187,9 @@ func (s *Setup) Run(ctx context.Context, progress func(step, msg string)) (Repor
 	}
 
 	// Lemonade's configuration files, rendered over the existing ones.
-	var existing Files
-	for _, f := range []struct {
-		name string
-		dst  *[]byte
-	}{{ConfigFile, &existing.Config}, {UserModelsFile, &existing.UserModels}, {RecipeOptionsFile, &existing.RecipeOptions}} {
-		b, err := s.read(filepath.Join(configDir, f.name))
-		if err != nil {
-			return rep, err
-		}
-		*f.dst = b
+	existing, err := readFiles(s.outPath(configDir))
+	if err != nil {
+		return rep, err
 	}
 	files, err := cfg.Files(existing)
 	if err != nil {
@@ -359,7 +354,10 @@ func (s *Setup) write(f plannedFile) (StepResult, error) {
 		r.Status, r.Message = StepWouldWrite, fmt.Sprintf("dry run: would write %s (%d bytes)", path, len(f.content))
 		return r, nil
 	}
-	if err := writeFileAtomic(path, f.content, f.perm); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return r, fmt.Errorf("creating %s: %w", filepath.Dir(path), err)
+	}
+	if _, err := atomicfile.Write(path, f.content, f.perm); err != nil {
 		return r, err
 	}
 	r.Status, r.Message = StepWritten, "wrote "+path
@@ -392,7 +390,7 @@ func (s *Setup) restart(ctx context.Context, changed bool, rep *Report, add func
 			run = func(ctx context.Context, args ...string) error {
 				out, err := exec.CommandContext(ctx, "systemctl", args...).CombinedOutput()
 				if err != nil {
-					return fmt.Errorf("systemctl %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+					return fmt.Errorf("systemctl %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
 				}
 				return nil
 			}
@@ -502,9 +500,7 @@ func (s *Setup) models(ctx context.Context, st Settings, cfg Config, apiKey, adm
 			msg = "reloaded " + t.id + " with the new options"
 		}
 		progress(step, "loading "+t.id+" (this can take minutes)")
-		if err := c.Load(ctx, LoadRequest{
-			ModelName: t.id, CtxSize: opts.CtxSize, LlamacppBackend: opts.LlamacppBackend, LlamacppArgs: opts.LlamacppArgs,
-		}); err != nil {
+		if err := c.Load(ctx, opts.loadRequest(t.id)); err != nil {
 			return fmt.Errorf("loading %s: %w", t.id, err)
 		}
 		add(StepResult{Step: step, Status: StepDone, Message: fmt.Sprintf("%s (ctx %d, %d users)", msg, opts.CtxSize, cfg.Users)})
@@ -557,6 +553,7 @@ func hasModel(models []Model, id, checkpoint string) bool {
 	return false
 }
 
+// loadedModel finds a loaded model by canonical id or bare name.
 func loadedModel(h Health, id string) (LoadedModel, bool) {
 	for _, m := range h.AllModelsLoaded {
 		if m.ModelName == id || m.ModelName == BareName(id) {
@@ -577,35 +574,6 @@ func sameOptions(raw json.RawMessage, want RecipeOptions) bool {
 		return false
 	}
 	return int(got.CtxSize) == want.CtxSize && got.LlamacppArgs == want.LlamacppArgs
-}
-
-// writeFileAtomic writes through a temporary file and a rename, creating
-// the directory.
-func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("creating %s: %w", dir, err)
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
 }
 
 // chownToUser gives a file to the service user; it returns a note when

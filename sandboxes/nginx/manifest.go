@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/thon-dev/thon/internal/atomicfile"
 )
 
 // manifestVersion is the format version of the manifest file.
@@ -76,7 +78,7 @@ func (w Writer) updateManifest(entries []entry, s Site) error {
 	if err != nil {
 		return err
 	}
-	_, err = writeFileAtomic(w.Manifest, append(data, '\n'), 0o644)
+	_, err = atomicfile.Write(w.Manifest, append(data, '\n'), 0o644)
 	return err
 }
 
@@ -193,7 +195,7 @@ func (w Writer) Cleanup() (removed []string, err error) {
 		m.Entries = left
 		data, merr := json.MarshalIndent(m, "", "  ")
 		if merr == nil {
-			_, merr = writeFileAtomic(w.Manifest, append(data, '\n'), 0o644)
+			_, merr = atomicfile.Write(w.Manifest, append(data, '\n'), 0o644)
 		}
 		return removed, errors.Join(append(errs, merr)...)
 	}

@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/thon-dev/thon/internal/atomicfile"
 )
 
 // DefaultName is the site file name, the original's.
@@ -226,9 +228,9 @@ func (w Writer) Write(s Site, certPEM, keyPEM, caPEM []byte) (Result, error) {
 		var changed bool
 		var err error
 		if it.kind == kindSymlink {
-			changed, err = symlinkAtomic(it.target, it.path)
+			changed, err = atomicfile.Symlink(it.target, it.path)
 		} else {
-			changed, err = writeFileAtomic(it.path, it.data, it.mode)
+			changed, err = atomicfile.Write(it.path, it.data, it.mode)
 		}
 		if err != nil {
 			return res, err
@@ -319,7 +321,7 @@ func parseCerts(data []byte) ([]*x509.Certificate, error) {
 		}
 		c, err := x509.ParseCertificate(b.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("certificate %d: %v", len(certs)+1, err)
+			return nil, fmt.Errorf("certificate %d: %w", len(certs)+1, err)
 		}
 		certs = append(certs, c)
 	}

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/thon-dev/thon/internal/atomicfile"
 )
 
 // ResultsHeader starts a new RESULTS.md.
@@ -38,11 +40,8 @@ func UpdateResults(path, title, body string) error {
 	if bytes.Equal([]byte(out), old) {
 		return nil
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(out), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	_, err = atomicfile.Write(path, []byte(out), 0o644)
+	return err
 }
 
 // ReplaceSection returns doc with the level-2 section named title replaced

@@ -1,8 +1,7 @@
-package api
+package nginx
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -13,17 +12,17 @@ import (
 	"sync"
 	"time"
 
+	"github.com/thon-dev/thon/internal/atomicfile"
 	"github.com/thon-dev/thon/sandboxes"
-	"github.com/thon-dev/thon/sandboxes/nginx"
 )
 
-// NginxOptions configures nginx emission: the REST routes under
-// /api/nginx/ and the `thon nginx` command.
-type NginxOptions struct {
+// Options configure an Apply or a Cleanup: where the site goes, the
+// nginx that checks and loads it, and the server block.
+type Options struct {
 	// Writer puts the site on disk; SitesAvailable and SitesEnabled must
 	// exist.
-	Writer nginx.Writer
-	// Bin is the nginx executable; empty finds it (nginx.Binary).
+	Writer Writer
+	// Bin is the nginx executable; empty finds it (Binary).
 	Bin string
 	// Conf is the main configuration file given to nginx -t and
 	// nginx -s reload with -c; empty means nginx's default.
@@ -31,48 +30,48 @@ type NginxOptions struct {
 	// Site is the server block without its sandboxes: server name,
 	// external IP, listen address and ports and, when Certificate is nil,
 	// the certificate and key files to use as they are (from ACME, say).
-	Site nginx.Site
+	Site Site
 	// Certificate returns the certificate for names (IP addresses and
 	// domain names) with its key and the root CA, all PEM. current is what
 	// the previous write left on disk (empty parts when there is none), so
 	// it can be kept while still good. Nil means Site.CertFile and
 	// Site.KeyFile.
-	Certificate func(ctx context.Context, names []string, current NginxKeyPair) (NginxKeyPair, error)
+	Certificate func(ctx context.Context, names []string, current KeyPair) (KeyPair, error)
 	// NoTest skips nginx -t, for files written where nginx does not look.
 	NoTest bool
 	// NoReload skips nginx -s reload.
 	NoReload bool
 }
 
-// NginxKeyPair is a certificate chain, its private key and the root CA
-// that issued it, PEM encoded.
-type NginxKeyPair struct {
+// KeyPair is a certificate chain, its private key and the root CA that
+// issued it, PEM encoded.
+type KeyPair struct {
 	Cert []byte
 	Key  []byte
 	CA   []byte
 }
 
-// NginxApplied is the answer of POST /api/nginx/refresh: what was written,
-// for how many sandboxes, and whether nginx checked and loaded it.
-type NginxApplied struct {
-	Result    nginx.Result `json:"result"`
-	Sandboxes int          `json:"sandboxes"`
-	Tested    bool         `json:"tested"`
+// Applied is what Apply did: what was written, for how many sandboxes,
+// and whether nginx checked and loaded it.
+type Applied struct {
+	Result    Result `json:"result"`
+	Sandboxes int    `json:"sandboxes"`
+	Tested    bool   `json:"tested"`
 	// Reloaded is false when nothing changed on disk: nginx runs the
 	// configuration already.
 	Reloaded bool `json:"reloaded"`
 }
 
-// NginxCleaned is the answer of POST /api/nginx/cleanup.
-type NginxCleaned struct {
+// Cleaned is what Cleanup did.
+type Cleaned struct {
 	Removed  []string `json:"removed"`
 	Tested   bool     `json:"tested"`
 	Reloaded bool     `json:"reloaded"`
 }
 
-// NginxStepError is nginx refusing a configuration (Step "test") or
-// failing to load it (Step "reload").
-type NginxStepError struct {
+// StepError is nginx refusing a configuration (Step "test") or failing
+// to load it (Step "reload").
+type StepError struct {
 	Step string
 	Err  error
 	// Restored tells, for a refused configuration, that the files of the
@@ -81,7 +80,7 @@ type NginxStepError struct {
 	RestoreErr error
 }
 
-func (e *NginxStepError) Error() string {
+func (e *StepError) Error() string {
 	switch {
 	case e.Step == "reload":
 		return fmt.Sprintf("the files were written and passed nginx -t, but reloading nginx failed: %v", e.Err)
@@ -94,55 +93,72 @@ func (e *NginxStepError) Error() string {
 	}
 }
 
-func (e *NginxStepError) Unwrap() error { return e.Err }
+func (e *StepError) Unwrap() error { return e.Err }
 
-// nginxMu serialises writes of nginx files by this process.
-var nginxMu sync.Mutex
+// Error is a failure of Apply or Cleanup other than nginx's own (those
+// are *StepError): a site that cannot be rendered from the options (a
+// *FieldError inside), a file in the way, no certificate. Its message is
+// Err's, which says what to fix.
+type Error struct {
+	Err error
+}
 
-// nginxCommandTimeout bounds nginx -t and nginx -s reload.
-const nginxCommandTimeout = time.Minute
+func (e *Error) Error() string { return e.Err.Error() }
 
-// NginxLocations returns the nginx locations of the sandboxes that are
-// not terminated and have a port.
-func NginxLocations(list []sandboxes.Instance) []nginx.Location {
-	var locs []nginx.Location
+func (e *Error) Unwrap() error { return e.Err }
+
+// Applier writes and removes the site, one operation at a time. Its zero
+// value is ready; every face writing the same files in a process must
+// share one (the thon app keeps one across config reloads).
+type Applier struct {
+	mu sync.Mutex
+}
+
+// commandTimeout bounds nginx -t and nginx -s reload.
+const commandTimeout = time.Minute
+
+// Locations returns the nginx locations of the sandboxes that are not
+// terminated and have a port.
+func Locations(list []sandboxes.Instance) []Location {
+	var locs []Location
 	for _, in := range list {
 		if in.State == sandboxes.StateTerminated || in.Port <= 0 {
 			continue
 		}
-		locs = append(locs, nginx.Location{Port: in.Port, Group: in.Group, User: in.User})
+		locs = append(locs, Location{Port: in.Port, Group: in.Group, User: in.User})
 	}
 	return locs
 }
 
-// ApplyNginx writes the site of o for the sandboxes locs, checks nginx's
+// Apply writes the site of o for the sandboxes locs, checks nginx's
 // whole configuration with nginx -t and reloads nginx when something
 // changed. When nginx -t refuses it, the files of the previous write are
-// put back, so nginx's configuration on disk stays loadable.
-func ApplyNginx(ctx context.Context, o NginxOptions, locs []nginx.Location) (NginxApplied, error) {
-	nginxMu.Lock()
-	defer nginxMu.Unlock()
+// put back, so nginx's configuration on disk stays loadable. Errors are a
+// *StepError (nginx refused or failed) or an *Error.
+func (a *Applier) Apply(ctx context.Context, o Options, locs []Location) (Applied, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 
 	site := o.Site
 	site.Sandboxes = locs
-	out := NginxApplied{Sandboxes: len(locs)}
-	var before nginx.Status
+	out := Applied{Sandboxes: len(locs)}
+	var before Status
 	if o.Certificate != nil || !o.NoTest {
-		before = nginx.Inspect(o.Writer, o.Bin)
+		before = Inspect(o.Writer, o.Bin)
 	}
-	var kp NginxKeyPair
+	var kp KeyPair
 	if o.Certificate != nil {
 		names := certificateNames(site)
 		if len(names) == 0 {
-			return out, errors.New("external_ip or domain is required to issue the site's certificate")
+			return out, &Error{errors.New("external_ip or domain is required to issue the site's certificate")}
 		}
 		var err error
 		kp, err = o.Certificate(ctx, names, currentKeyPair(o.Writer, before.Files))
 		if err != nil {
-			return out, fmt.Errorf("certificate: %w", err)
+			return out, &Error{fmt.Errorf("certificate: %w", err)}
 		}
 	}
-	var snap *nginxSnapshot
+	var snap *snapshot
 	if !o.NoTest {
 		snap = takeSnapshot(before)
 	}
@@ -154,17 +170,17 @@ func ApplyNginx(ctx context.Context, o NginxOptions, locs []nginx.Location) (Ngi
 				err = errors.Join(err, fmt.Errorf("putting the previous files back: %w", rerr))
 			}
 		}
-		return out, err
+		return out, &Error{err}
 	}
 	if !o.NoTest {
-		if err := runNginx(ctx, func(ctx context.Context) error { return nginx.Test(ctx, o.Bin, o.Conf) }); err != nil {
+		if err := runNginx(ctx, func(ctx context.Context) error { return Test(ctx, o.Bin, o.Conf) }); err != nil {
 			rerr := snap.restore(res)
-			return out, &NginxStepError{Step: "test", Err: err, Restored: rerr == nil, RestoreErr: rerr}
+			return out, &StepError{Step: "test", Err: err, Restored: rerr == nil, RestoreErr: rerr}
 		}
 		out.Tested = true
 	}
 	if !o.NoReload && !res.Unchanged {
-		if err := reloadNginx(ctx, o); err != nil {
+		if err := reload(ctx, o); err != nil {
 			return out, err
 		}
 		out.Reloaded = true
@@ -172,28 +188,32 @@ func ApplyNginx(ctx context.Context, o NginxOptions, locs []nginx.Location) (Ngi
 	return out, nil
 }
 
-// CleanupNginx removes exactly what ApplyNginx wrote, then checks and
-// reloads nginx so that it stops serving the site.
-func CleanupNginx(ctx context.Context, o NginxOptions) (NginxCleaned, error) {
-	nginxMu.Lock()
-	defer nginxMu.Unlock()
+// Cleanup removes exactly what Apply wrote, then checks and reloads
+// nginx so that it stops serving the site. Errors are a *StepError or an
+// *Error.
+func (a *Applier) Cleanup(ctx context.Context, o Options) (Cleaned, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 
 	removed, err := o.Writer.Cleanup()
-	out := NginxCleaned{Removed: removed}
+	out := Cleaned{Removed: removed}
 	if out.Removed == nil {
 		out.Removed = []string{}
 	}
-	if err != nil || len(removed) == 0 {
-		return out, err
+	if err != nil {
+		return out, &Error{err}
+	}
+	if len(removed) == 0 {
+		return out, nil
 	}
 	if !o.NoTest {
-		if err := runNginx(ctx, func(ctx context.Context) error { return nginx.Test(ctx, o.Bin, o.Conf) }); err != nil {
-			return out, &NginxStepError{Step: "test", Err: err}
+		if err := runNginx(ctx, func(ctx context.Context) error { return Test(ctx, o.Bin, o.Conf) }); err != nil {
+			return out, &StepError{Step: "test", Err: err}
 		}
 		out.Tested = true
 	}
 	if !o.NoReload {
-		if err := reloadNginx(ctx, o); err != nil {
+		if err := reload(ctx, o); err != nil {
 			return out, err
 		}
 		out.Reloaded = true
@@ -201,27 +221,28 @@ func CleanupNginx(ctx context.Context, o NginxOptions) (NginxCleaned, error) {
 	return out, nil
 }
 
-func reloadNginx(ctx context.Context, o NginxOptions) error {
+// reload runs nginx -s reload with o's main configuration.
+func reload(ctx context.Context, o Options) error {
 	var args []string
 	if o.Conf != "" {
 		args = []string{"-c", o.Conf}
 	}
-	err := runNginx(ctx, func(ctx context.Context) error { return nginx.Reload(ctx, o.Bin, args...) })
+	err := runNginx(ctx, func(ctx context.Context) error { return Reload(ctx, o.Bin, args...) })
 	if err != nil {
-		return &NginxStepError{Step: "reload", Err: err}
+		return &StepError{Step: "reload", Err: err}
 	}
 	return nil
 }
 
 func runNginx(ctx context.Context, f func(context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, nginxCommandTimeout)
+	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
 	return f(ctx)
 }
 
 // certificateNames are the names the site's certificate must cover: its
 // external IP and its server name, unless that is the catch-all "_".
-func certificateNames(s nginx.Site) []string {
+func certificateNames(s Site) []string {
 	var names []string
 	if s.ExternalIP != "" {
 		names = append(names, s.ExternalIP)
@@ -235,8 +256,8 @@ func certificateNames(s nginx.Site) []string {
 // currentKeyPair reads the certificate, key and CA files of the previous
 // write, recorded in files (the manifest's paths). Parts that are missing
 // stay empty.
-func currentKeyPair(w nginx.Writer, files []string) NginxKeyPair {
-	var kp NginxKeyPair
+func currentKeyPair(w Writer, files []string) KeyPair {
+	var kp KeyPair
 	ssl, err := filepath.Abs(w.SSLDir)
 	if err != nil {
 		return kp
@@ -263,9 +284,9 @@ func currentKeyPair(w nginx.Writer, files []string) NginxKeyPair {
 	return kp
 }
 
-// nginxSnapshot is what a previous write left on disk: the content of
-// every file and link its manifest records, and the manifest itself.
-type nginxSnapshot struct {
+// snapshot is what a previous write left on disk: the content of every
+// file and link its manifest records, and the manifest itself.
+type snapshot struct {
 	manifest string
 	files    map[string]savedFile
 }
@@ -280,8 +301,8 @@ type savedFile struct {
 	link   string
 }
 
-func takeSnapshot(st nginx.Status) *nginxSnapshot {
-	s := &nginxSnapshot{manifest: st.ManifestPath, files: map[string]savedFile{}}
+func takeSnapshot(st Status) *snapshot {
+	s := &snapshot{manifest: st.ManifestPath, files: map[string]savedFile{}}
 	paths := st.Files
 	if st.ManifestPath != "" {
 		paths = append(slices.Clone(paths), st.ManifestPath)
@@ -312,7 +333,7 @@ func takeSnapshot(st nginx.Status) *nginxSnapshot {
 // restore undoes res: paths it created are removed (directories only when
 // empty), paths it replaced or removed get their saved content back, and
 // so does the manifest.
-func (s *nginxSnapshot) restore(res nginx.Result) error {
+func (s *snapshot) restore(res Result) error {
 	var errs []error
 	var dirs []string
 	for _, p := range append(slices.Clone(res.Written), res.Removed...) {
@@ -349,22 +370,13 @@ func (s *nginxSnapshot) restore(res nginx.Result) error {
 	return errors.Join(errs...)
 }
 
-// put writes f at p through a temporary name renamed over it.
+// put puts f back at p, atomically.
 func (f savedFile) put(p string) error {
-	tmp := filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+".restore-"+rand.Text())
+	var err error
 	if f.link != "" {
-		if err := os.Symlink(f.link, tmp); err != nil {
-			return err
-		}
-	} else if err := os.WriteFile(tmp, f.data, f.mode); err != nil {
-		return err
-	} else if err := os.Chmod(tmp, f.mode); err != nil { // whatever the umask
-		os.Remove(tmp)
-		return err
+		_, err = atomicfile.Symlink(f.link, p)
+	} else {
+		_, err = atomicfile.Write(p, f.data, f.mode)
 	}
-	if err := os.Rename(tmp, p); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
+	return err
 }

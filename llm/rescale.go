@@ -1,4 +1,4 @@
-package api
+package llm
 
 import (
 	"cmp"
@@ -7,34 +7,33 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/http"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 
-	"github.com/thon-dev/thon/llm"
+	"github.com/thon-dev/thon/internal/atomicfile"
 )
 
-// MaxLemonadeUsers bounds the number of users a rescale accepts; the
+// MaxUsers bounds the number of users a rescale sizes Lemonade for; the
 // context sizes reach llama-server's limit well before.
-const MaxLemonadeUsers = 100000
+const MaxUsers = 100000
 
 // RescaleOptions describe a rescale of Lemonade Server's configuration.
 type RescaleOptions struct {
 	// ConfigDir holds config.json, user_models.json and recipe_options.json;
-	// empty means llm.DefaultConfigDir. It must exist.
+	// empty means DefaultConfigDir. It must exist.
 	ConfigDir string
-	// Users is the number of users to size for; at least 1.
+	// Users is the number of users to size for; 1 to MaxUsers.
 	Users int
 	// DryRun reports what would change and changes nothing.
 	DryRun bool
 	// Client reloads the loaded models with the new options; nil leaves
 	// them as they are.
-	Client *llm.Client
+	Client *Client
 }
 
 // RescaleResult is what a rescale did.
@@ -73,81 +72,86 @@ type RescaleModel struct {
 	Message string `json:"message"`
 }
 
-// rescaleLocks serialises rescales of one configuration directory.
-var rescaleLocks sync.Map // config dir -> *sync.Mutex
+// Rescaler rescales Lemonade's configuration, one rescale at a time. Its
+// zero value is ready; every face of a process that rescales the same
+// configuration directory must share one (the thon app keeps one across
+// config reloads).
+type Rescaler struct {
+	mu sync.Mutex
+}
 
-// RescaleLemonade regenerates Lemonade Server's configuration files for a
-// number of users, keeping the models and llama-server options found in
-// them (those of `thon lemonade setup`), and reloads the loaded models
-// with the new options. Lemonade being unreachable only skips the reload:
-// the files hold the new options for its next start. Errors of the
-// client are returned as they are (*llm.UnreachableError,
-// *llm.LemonadeError); the result then says what was written already.
-func RescaleLemonade(ctx context.Context, o RescaleOptions) (RescaleResult, error) {
-	dir := cmp.Or(o.ConfigDir, llm.DefaultConfigDir)
+// Rescale regenerates Lemonade Server's configuration files for a number
+// of users, keeping the models and llama-server options found in them
+// (those of `thon lemonade setup`, see RecoverSettings), and reloads the
+// loaded models with the new options. Lemonade being unreachable only
+// skips the reload: the files hold the new options for its next start.
+//
+// Errors: *FieldError for bad options, *ConfigDirError for a directory
+// that is missing, unreadable, unwritable or holds files thon cannot read
+// back, *ReloadError when Lemonade fails a reload (the result then says
+// what was written already).
+func (r *Rescaler) Rescale(ctx context.Context, o RescaleOptions) (RescaleResult, error) {
+	dir := cmp.Or(o.ConfigDir, DefaultConfigDir)
 	res := RescaleResult{Users: o.Users, ConfigDir: dir, DryRun: o.DryRun, Files: []RescaleFile{}, Models: []RescaleModel{}}
-	if o.Users < 1 || o.Users > MaxLemonadeUsers {
-		return res, badRequest("users", "users: must be between 1 and %d, got %d", MaxLemonadeUsers, o.Users)
+	if o.Users < 1 || o.Users > MaxUsers {
+		return res, &FieldError{Field: "users", Msg: fmt.Sprintf("must be between 1 and %d, got %d", MaxUsers, o.Users)}
 	}
-	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return res, errorf(http.StatusConflict, "", "lemonade config dir %s does not exist: install Lemonade Server and run thon lemonade setup first", dir)
+	if fi, err := os.Stat(dir); err != nil {
+		return res, &ConfigDirError{Dir: dir, Err: err}
+	} else if !fi.IsDir() {
+		return res, &ConfigDirError{Dir: dir, Err: errors.New("not a directory")}
 	}
-	mu, _ := rescaleLocks.LoadOrStore(dir, new(sync.Mutex))
-	mu.(*sync.Mutex).Lock()
-	defer mu.(*sync.Mutex).Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
 
-	names := []string{llm.ConfigFile, llm.UserModelsFile, llm.RecipeOptionsFile}
-	var old llm.Files
-	for i, dst := range []*[]byte{&old.Config, &old.UserModels, &old.RecipeOptions} {
-		b, err := os.ReadFile(filepath.Join(dir, names[i]))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return res, errorf(http.StatusConflict, "", "reading %s: %v", filepath.Join(dir, names[i]), err)
-		}
-		*dst = b
-	}
-	settings, prev, err := RecoverLemonadeSettings(old)
+	old, err := readFiles(dir)
 	if err != nil {
-		return res, errorf(http.StatusConflict, "", "lemonade config dir %s: %v", dir, err)
+		return res, err
+	}
+	settings, prev, err := RecoverSettings(old)
+	if err != nil {
+		return res, &ConfigDirError{Dir: dir, Err: err}
 	}
 	res.PreviousUsers = prev
-	cfg, err := llm.GenerateConfig(settings, o.Users)
-	if err != nil {
-		return res, badRequest("users", "%v", err)
+	cfg, files, err := Rescale(settings, o.Users, old)
+	var cle *ContextLimitError
+	if errors.As(err, &cle) {
+		return res, &FieldError{Field: "users", Msg: err.Error()}
 	}
-	files, err := cfg.Files(old)
 	if err != nil {
-		return res, errorf(http.StatusConflict, "", "lemonade config dir %s: %v", dir, err)
+		return res, &ConfigDirError{Dir: dir, Err: err}
 	}
 
-	for i, f := range []struct{ old, cur []byte }{
-		{old.Config, files.Config}, {old.UserModels, files.UserModels}, {old.RecipeOptions, files.RecipeOptions},
+	for _, f := range []struct {
+		name     string
+		old, cur []byte
+	}{
+		{ConfigFile, old.Config, files.Config},
+		{UserModelsFile, old.UserModels, files.UserModels},
+		{RecipeOptionsFile, old.RecipeOptions, files.RecipeOptions},
 	} {
-		path := filepath.Join(dir, names[i])
-		rf := RescaleFile{Name: names[i], Path: path, Status: llm.StepUnchanged}
+		path := filepath.Join(dir, f.name)
+		rf := RescaleFile{Name: f.name, Path: path, Status: StepUnchanged}
 		if f.old == nil || string(f.old) != string(f.cur) {
-			rf.Status = llm.StepWouldWrite
+			rf.Status = StepWouldWrite
 			if !o.DryRun {
-				if err := replaceFile(path, f.cur); err != nil {
-					return res, errorf(http.StatusInternalServerError, "", "%v", err)
+				// Keep the mode and owner, so Lemonade's service user
+				// can still read the file.
+				if _, err := atomicfile.Replace(path, f.cur, 0o644); err != nil {
+					return res, &ConfigDirError{Dir: dir, Write: true, Err: err}
 				}
-				rf.Status = llm.StepWritten
+				rf.Status = StepWritten
 				res.Changed = true
-				res.RestartCommand = llm.RestartCommand
+				res.RestartCommand = RestartCommand
 			}
 		}
 		res.Files = append(res.Files, rf)
 	}
 
-	ids := slices.Sorted(func(yield func(string) bool) {
-		for id := range cfg.RecipeOptions {
-			if !yield(id) {
-				return
-			}
-		}
-	})
+	ids := slices.Sorted(maps.Keys(cfg.RecipeOptions))
 	skipAll := func(msg string) {
 		for _, id := range ids {
-			res.Models = append(res.Models, RescaleModel{ModelName: id, Status: llm.StepSkipped, CtxSize: cfg.RecipeOptions[id].CtxSize, Message: msg})
+			res.Models = append(res.Models, RescaleModel{ModelName: id, Status: StepSkipped, CtxSize: cfg.RecipeOptions[id].CtxSize, Message: msg})
 		}
 	}
 	switch {
@@ -158,34 +162,35 @@ func RescaleLemonade(ctx context.Context, o RescaleOptions) (RescaleResult, erro
 		skipAll("dry run: loaded models would be reloaded with the new options")
 		return res, nil
 	}
+	reloadErr := func(model string, err error) error {
+		return &ReloadError{URL: o.Client.BaseURL(), Model: model, Users: o.Users, Changed: res.Changed, Err: err}
+	}
 	health, err := o.Client.Health(ctx)
-	var ue *llm.UnreachableError
+	var ue *UnreachableError
 	if errors.As(err, &ue) {
 		skipAll(fmt.Sprintf("lemonade at %s is unreachable (%v); it reads the new options when it starts", o.Client.BaseURL(), ue.Err))
 		return res, nil
 	}
 	if err != nil {
-		return res, err
+		return res, reloadErr("", err)
 	}
 	for _, id := range ids {
 		want := cfg.RecipeOptions[id]
 		m := RescaleModel{ModelName: id, CtxSize: want.CtxSize}
-		cur, loaded := findLoaded(health, id)
+		cur, loaded := loadedModel(health, id)
 		switch {
 		case !loaded:
-			m.Status, m.Message = llm.StepSkipped, "not loaded; Lemonade uses the new options when it loads it"
-		case loadedWith(cur.RecipeOptions, want):
-			m.Status, m.Message = llm.StepUnchanged, "loaded with the current options"
+			m.Status, m.Message = StepSkipped, "not loaded; Lemonade uses the new options when it loads it"
+		case sameOptions(cur.RecipeOptions, want):
+			m.Status, m.Message = StepUnchanged, "loaded with the current options"
 		default:
 			if err := o.Client.Unload(ctx, cur.ModelName); err != nil {
-				return res, err
+				return res, reloadErr(id, err)
 			}
-			if err := o.Client.Load(ctx, llm.LoadRequest{
-				ModelName: id, CtxSize: want.CtxSize, LlamacppBackend: want.LlamacppBackend, LlamacppArgs: want.LlamacppArgs,
-			}); err != nil {
-				return res, err
+			if err := o.Client.Load(ctx, want.loadRequest(id)); err != nil {
+				return res, reloadErr(id, err)
 			}
-			m.Status = llm.StepDone
+			m.Status = StepDone
 			m.Message = fmt.Sprintf("reloaded with ctx_size %d for %d users", want.CtxSize, o.Users)
 			res.Changed = true
 		}
@@ -194,76 +199,51 @@ func RescaleLemonade(ctx context.Context, o RescaleOptions) (RescaleResult, erro
 	return res, nil
 }
 
-// findLoaded finds a loaded model by canonical id or bare name.
-func findLoaded(h llm.Health, id string) (llm.LoadedModel, bool) {
-	for _, m := range h.AllModelsLoaded {
-		if m.ModelName == id || m.ModelName == llm.BareName(id) {
-			return m, true
-		}
-	}
-	return llm.LoadedModel{}, false
-}
-
-// loadedWith reports whether a loaded model's options are the wanted ones
-// (context size and arguments; the backend may have been resolved from
-// auto).
-func loadedWith(raw json.RawMessage, want llm.RecipeOptions) bool {
-	var got struct {
-		CtxSize      float64 `json:"ctx_size"`
-		LlamacppArgs string  `json:"llamacpp_args"`
-	}
-	if len(raw) == 0 || json.Unmarshal(raw, &got) != nil {
-		return false
-	}
-	return int(got.CtxSize) == want.CtxSize && got.LlamacppArgs == want.LlamacppArgs
-}
-
-// replaceFile writes data through a temporary file and a rename, keeping
-// the mode and (as root) the owner of the file it replaces, so that
-// Lemonade's service user can still read it.
-func replaceFile(path string, data []byte) error {
-	mode := fs.FileMode(0o644)
-	uid, gid := -1, -1
-	if fi, err := os.Stat(path); err == nil {
-		mode = fi.Mode().Perm()
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			uid, gid = int(st.Uid), int(st.Gid)
-		}
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+// ReadSettings reads the settings thon set Lemonade up with back from its
+// configuration directory (empty means DefaultConfigDir; see
+// RecoverSettings): the defaults when the directory or its files do not
+// exist. Errors are a *ConfigDirError, wrapping an *fs.PathError when a
+// file exists but cannot be read.
+func ReadSettings(dir string) (Settings, error) {
+	dir = cmp.Or(dir, DefaultConfigDir)
+	f, err := readFiles(dir)
 	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
+		return Settings{}, err
 	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Chmod(mode)
-	}
-	if err == nil && uid >= 0 && os.Geteuid() == 0 {
-		err = tmp.Chown(uid, gid)
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
+	s, _, err := RecoverSettings(f)
 	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
+		return Settings{}, &ConfigDirError{Dir: dir, Err: err}
 	}
-	return nil
+	return s, nil
 }
 
-// RecoverLemonadeSettings reads back the settings a configuration was
+// readFiles reads Lemonade's three configuration files from dir; a
+// missing one is nil. An error is a *ConfigDirError.
+func readFiles(dir string) (Files, error) {
+	var f Files
+	for _, x := range []struct {
+		name string
+		dst  *[]byte
+	}{{ConfigFile, &f.Config}, {UserModelsFile, &f.UserModels}, {RecipeOptionsFile, &f.RecipeOptions}} {
+		b, err := os.ReadFile(filepath.Join(dir, x.name))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return Files{}, &ConfigDirError{Dir: dir, Err: err}
+		}
+		*x.dst = b
+	}
+	return f, nil
+}
+
+// RecoverSettings reads back the settings a configuration was
 // generated with (by `thon lemonade setup` or an earlier rescale): the
 // server settings of config.json, thon's chat and embedding models (the
 // user models whose llamacpp_args carry -np) with their per-user context,
 // the llama-server options and the extra arguments. It also returns the
 // number of users the files were sized for (0 when they hold no model of
 // thon's). Whatever the files lack keeps its default, so empty files give
-// llm.DefaultSettings.
-func RecoverLemonadeSettings(f llm.Files) (llm.Settings, int, error) {
-	s := llm.DefaultSettings()
+// DefaultSettings.
+func RecoverSettings(f Files) (Settings, int, error) {
+	s := DefaultSettings()
 	if err := recoverServer(&s, f.Config); err != nil {
 		return s, 0, err
 	}
@@ -272,14 +252,14 @@ func RecoverLemonadeSettings(f llm.Files) (llm.Settings, int, error) {
 		MMProj     string   `json:"mmproj"`
 		Labels     []string `json:"labels"`
 	}
-	if err := unmarshalFile(llm.UserModelsFile, f.UserModels, &models); err != nil {
+	if err := unmarshalFile(UserModelsFile, f.UserModels, &models); err != nil {
 		return s, 0, err
 	}
 	var recipes map[string]struct {
 		CtxSize      float64 `json:"ctx_size"`
 		LlamacppArgs string  `json:"llamacpp_args"`
 	}
-	if err := unmarshalFile(llm.RecipeOptionsFile, f.RecipeOptions, &recipes); err != nil {
+	if err := unmarshalFile(RecipeOptionsFile, f.RecipeOptions, &recipes); err != nil {
 		return s, 0, err
 	}
 
@@ -290,22 +270,16 @@ func RecoverLemonadeSettings(f llm.Files) (llm.Settings, int, error) {
 		mmproj     string
 	}
 	var chat, emb *found
-	for _, id := range slices.Sorted(func(yield func(string) bool) {
-		for id := range recipes {
-			if !yield(id) {
-				return
-			}
-		}
-	}) {
-		if !strings.HasPrefix(id, llm.UserPrefix) {
+	for _, id := range slices.Sorted(maps.Keys(recipes)) {
+		if !strings.HasPrefix(id, UserPrefix) {
 			continue
 		}
 		r := recipes[id]
-		users, err := llm.UsersFromArgs(r.LlamacppArgs)
+		users, err := UsersFromArgs(r.LlamacppArgs)
 		if err != nil {
 			continue // not one of thon's models
 		}
-		m, ok := models[llm.BareName(id)]
+		m, ok := models[BareName(id)]
 		if !ok || m.Checkpoint == "" {
 			continue
 		}
@@ -321,7 +295,7 @@ func RecoverLemonadeSettings(f llm.Files) (llm.Settings, int, error) {
 	if chat == nil {
 		return s, 0, nil // nothing of thon's yet: the defaults
 	}
-	s.Chat.Name, s.Chat.Checkpoint, s.Chat.MMProj = llm.BareName(chat.id), chat.checkpoint, chat.mmproj
+	s.Chat.Name, s.Chat.Checkpoint, s.Chat.MMProj = BareName(chat.id), chat.checkpoint, chat.mmproj
 	if chat.ctx > 0 && chat.ctx%chat.users == 0 {
 		s.Chat.CtxPerUser = chat.ctx / chat.users
 	}
@@ -331,22 +305,22 @@ func RecoverLemonadeSettings(f llm.Files) (llm.Settings, int, error) {
 	if emb == nil {
 		s.Embedding.Enabled = false
 	} else {
-		if emb.checkpoint != llm.DefaultEmbeddingCheckpoint {
+		if emb.checkpoint != DefaultEmbeddingCheckpoint {
 			s.Embedding.Dimensions = 0
 		}
-		s.Embedding.Name, s.Embedding.Checkpoint = llm.BareName(emb.id), emb.checkpoint
+		s.Embedding.Name, s.Embedding.Checkpoint = BareName(emb.id), emb.checkpoint
 		if emb.ctx > 0 && emb.ctx%emb.users == 0 {
 			s.Embedding.CtxPerUser = emb.ctx / emb.users
 		}
 	}
 	if err := s.Validate(); err != nil {
-		return s, 0, fmt.Errorf("settings read back from the files: %v", err)
+		return s, 0, fmt.Errorf("settings read back from the files: %w", err)
 	}
 	return s, chat.users, nil
 }
 
 // recoverServer reads thon's keys of config.json.
-func recoverServer(s *llm.Settings, data []byte) error {
+func recoverServer(s *Settings, data []byte) error {
 	var c struct {
 		Port          *int    `json:"port"`
 		Host          *string `json:"host"`
@@ -360,7 +334,7 @@ func recoverServer(s *llm.Settings, data []byte) error {
 			VulkanBin    *string `json:"vulkan_bin"`
 		} `json:"llamacpp"`
 	}
-	if err := unmarshalFile(llm.ConfigFile, data, &c); err != nil {
+	if err := unmarshalFile(ConfigFile, data, &c); err != nil {
 		return err
 	}
 	setInt := func(dst *int, v *int) {
@@ -394,7 +368,7 @@ func unmarshalFile(name string, data []byte, v any) error {
 		return nil
 	}
 	if err := json.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("%s: %v", name, err)
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
 }
@@ -406,10 +380,10 @@ var tailMarker = []string{"--no-webui", "--threads-http", "-1", "--threads", "-1
 // recoverArgs reads the llama-server options and extra arguments back
 // from the chat model's llamacpp_args. thon writes the options it derives
 // from the settings, then tailMarker, the extra arguments and -np N.
-func recoverArgs(s *llm.Settings, id, argString string) error {
-	args, err := llm.SplitArgs(argString)
+func recoverArgs(s *Settings, id, argString string) error {
+	args, err := SplitArgs(argString)
 	if err != nil {
-		return fmt.Errorf("%s %s: llamacpp_args: %v", llm.RecipeOptionsFile, id, err)
+		return fmt.Errorf("%s %s: llamacpp_args: %w", RecipeOptionsFile, id, err)
 	}
 	head, extra := args, []string(nil)
 	for i := 0; i+len(tailMarker) <= len(args); i++ {
@@ -469,7 +443,7 @@ func recoverArgs(s *llm.Settings, id, argString string) error {
 			continue
 		}
 		if i+1 >= len(head) {
-			return fmt.Errorf("%s %s: llamacpp_args: %s has no value", llm.RecipeOptionsFile, id, a)
+			return fmt.Errorf("%s %s: llamacpp_args: %s has no value", RecipeOptionsFile, id, a)
 		}
 		i++
 		v := head[i]
@@ -483,10 +457,10 @@ func recoverArgs(s *llm.Settings, id, argString string) error {
 			*d = v
 		}
 		if perr != nil {
-			return fmt.Errorf("%s %s: llamacpp_args: %s %q is not a number", llm.RecipeOptionsFile, id, a, v)
+			return fmt.Errorf("%s %s: llamacpp_args: %s %q is not a number", RecipeOptionsFile, id, a, v)
 		}
 	}
 	// Arguments thon did not derive from its settings are extra ones.
-	s.ExtraArgs = llm.JoinArgs(append(unknown, extra...))
+	s.ExtraArgs = JoinArgs(append(unknown, extra...))
 	return nil
 }
