@@ -155,11 +155,11 @@ func (e *Engine) Start() {
 		select {
 		case <-e.exited:
 			e.cmd = nil
-			e.t.Fatalf("the private dockerd exited at start (%v):\n%s", cmd.ProcessState, e.LogTail())
+			e.t.Fatalf("the private dockerd exited at start (%v):\n%s", cmd.ProcessState, e.logTail())
 		default:
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("the private dockerd did not answer within a minute: %v\n%s", err, e.LogTail())
+			e.t.Fatalf("the private dockerd did not answer within a minute: %v\n%s", err, e.logTail())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -191,11 +191,8 @@ func (e *Engine) stop() error {
 	}
 	_ = e.cmd.Process.Kill()
 	<-e.exited
-	return fmt.Errorf("the private dockerd (pid %d) did not stop within 90 s of SIGTERM; killed it:\n%s", e.cmd.Process.Pid, e.LogTail())
+	return fmt.Errorf("the private dockerd (pid %d) did not stop within 90 s of SIGTERM; killed it:\n%s", e.cmd.Process.Pid, e.logTail())
 }
-
-// Running reports whether the engine's process runs.
-func (e *Engine) Running() bool { return e.cmd != nil }
 
 // Client returns a new client of the engine, closed when the test ends.
 func (e *Engine) Client() *docker.Client {
@@ -246,8 +243,8 @@ func (e *Engine) loadImage() {
 	}
 }
 
-// LogTail is the end of the engine's log, for failure messages.
-func (e *Engine) LogTail() string {
+// logTail is the end of the engine's log, for failure messages.
+func (e *Engine) logTail() string {
 	b, _ := os.ReadFile(filepath.Join(e.dir, "dockerd.log"))
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	var keep []string
