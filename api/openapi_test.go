@@ -268,6 +268,7 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"ConfigFileContent": configFilePutRequest{},
 		"DeletedConfigFile": deletedConfigFile{},
 		"Instance":          sandboxes.Instance{},
+		"InstanceExit":      sandboxes.Exit{},
 		"InstanceList":      instanceList{},
 		"InstanceCreate":    instanceCreateRequest{},
 		"RenewRequest":      renewRequest{},

@@ -209,11 +209,12 @@ func (m *Manager) provision(ctx context.Context, rec store.InstanceRecord, email
 		}
 		break
 	}
+	started := m.startedAt(ctx, rec.ContainerID)
 	if err := m.waitHealthy(ctx, rec.Port); err != nil {
 		return rec, fmt.Errorf("sandbox %s did not become ready: %w", rec.Name, err)
 	}
 	rec, err = m.store.UpdateInstance(ctx, rec.ID, "instance.running", func(r *store.InstanceRecord) error {
-		r.State = string(StateRunning)
+		r.State, r.StartedAt, r.KeepPaused = string(StateRunning), &started, false
 		return nil
 	})
 	if err != nil {
@@ -449,7 +450,7 @@ func (m *Manager) waitHealthy(ctx context.Context, port int) error {
 		last = err
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%v (last: %v)", context.Cause(ctx), last)
+			return fmt.Errorf("%w (last: %v)", context.Cause(ctx), last)
 		case <-time.After(delay):
 		}
 		switch {
@@ -470,10 +471,13 @@ func (m *Manager) ensureRunning(ctx context.Context, rec store.InstanceRecord) (
 		return m.unpause(ctx, rec)
 	case StateStopped:
 		if err := m.dc().Start(ctx, rec.ContainerID); err == nil {
+			started := m.startedAt(ctx, rec.ContainerID)
 			if err := m.waitHealthy(ctx, rec.Port); err != nil {
 				return rec, err
 			}
-			return m.setState(ctx, rec, StateRunning, "instance.start")
+			return m.setStateWith(ctx, rec, StateRunning, "instance.start", func(r *store.InstanceRecord) {
+				r.StartedAt = &started
+			})
 		} else if !errors.Is(err, docker.ErrNotFound) && !errors.Is(err, docker.ErrPortInUse) {
 			return rec, dockerErr(err)
 		}
@@ -620,9 +624,26 @@ func (m *Manager) act(ctx context.Context, id int64, fn func(store.InstanceRecor
 	return fn(rec)
 }
 
+// setState records a sandbox's state and shows it in the routing table. A
+// sandbox that becomes paused is kept paused, one that runs is no longer.
 func (m *Manager) setState(ctx context.Context, rec store.InstanceRecord, st State, action string) (store.InstanceRecord, error) {
+	return m.setStateWith(ctx, rec, st, action, nil)
+}
+
+// setStateWith is setState that also applies more, if not nil, to the
+// record.
+func (m *Manager) setStateWith(ctx context.Context, rec store.InstanceRecord, st State, action string, more func(*store.InstanceRecord)) (store.InstanceRecord, error) {
 	r, err := m.store.UpdateInstance(ctx, rec.ID, action, func(r *store.InstanceRecord) error {
 		r.State = string(st)
+		switch st {
+		case StateRunning:
+			r.KeepPaused = false
+		case StatePaused:
+			r.KeepPaused = true
+		}
+		if more != nil {
+			more(r)
+		}
 		return nil
 	})
 	if err != nil {

@@ -137,6 +137,11 @@ type Manager struct {
 
 	reconciled     chan struct{} // closed after Run's first reconciliation
 	reconciledOnce sync.Once
+
+	killMu sync.Mutex
+	killed map[string]bool // paused containers the engine is killing (see handleEvent)
+
+	checks sync.WaitGroup // health checks started by events; Run waits for them
 }
 
 // Reconciled is closed once Run has reconciled the records and the routing
@@ -187,6 +192,7 @@ func NewManager(st *store.Store, dc *docker.Client, cfg Config) (*Manager, error
 		ops:        map[string]*opState{},
 		runCtx:     context.Background(),
 		reconciled: make(chan struct{}),
+		killed:     map[string]bool{},
 	}, nil
 }
 
@@ -300,15 +306,32 @@ type Instance struct {
 	CreatedAt    time.Time  `json:"created_at"`
 	UpdatedAt    time.Time  `json:"updated_at"`
 	TerminatedAt *time.Time `json:"terminated_at,omitempty"`
+	// Restarts counts the starts of the sandbox's container that thon did
+	// not make: the engine's, after a crash or when the engine came back.
+	Restarts int `json:"restarts"`
+	// LastExit is how the container last ended; null if it never did.
+	LastExit *Exit `json:"last_exit"`
+}
+
+// Exit is how a sandbox's container ended.
+type Exit struct {
+	Code      int       `json:"code"`
+	OOMKilled bool      `json:"oom_killed"`
+	Error     string    `json:"error,omitempty"` // the engine's, e.g. why it could not start again
+	At        time.Time `json:"at"`
 }
 
 func toInstance(r store.InstanceRecord) Instance {
-	return Instance{
+	in := Instance{
 		ID: r.ID, Group: r.Group, User: r.User, UserID: r.UserID, State: State(r.State), Port: r.Port,
 		URL: r.URL, Container: r.Name, ContainerID: r.ContainerID, Image: r.Image, Workspace: r.Workspace,
 		Password: r.Password, ExpiresAt: r.ExpiresAt, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
-		TerminatedAt: r.TerminatedAt,
+		TerminatedAt: r.TerminatedAt, Restarts: r.Restarts,
 	}
+	if e := r.LastExit; e != nil {
+		in.LastExit = &Exit{Code: e.Code, OOMKilled: e.OOMKilled, Error: e.Error, At: e.At}
+	}
+	return in
 }
 
 // ListFilter selects instances for List.

@@ -14,7 +14,9 @@ import (
 // Run keeps the records, the routing table and Docker in step until ctx
 // ends: it reconciles at once and every SyncInterval, follows Docker's
 // events, and kills expired sandboxes. It returns when ctx is done. An
-// unreachable engine is retried with backoff, never fatal.
+// unreachable engine is retried with backoff, never fatal: when the engine
+// stops (its event stream breaks) Run tries again every watchRetryMax at
+// most, and reconciles as soon as the engine answers.
 func (m *Manager) Run(ctx context.Context) {
 	m.runMu.Lock()
 	m.runCtx = ctx
@@ -25,46 +27,78 @@ func (m *Manager) Run(ctx context.Context) {
 	go func() { defer close(done); m.reapLoop(ctx) }()
 	m.watchLoop(ctx)
 	<-done
+	m.checks.Wait()
 }
 
-// watchLoop reconciles, then follows the event stream; when the stream
-// breaks it reconnects with backoff and reconciles again, since events may
-// have been missed.
+// How soon the engine is watched again after its event stream broke or it
+// did not answer: after watchRetryMin, doubling up to watchRetryMax while it
+// keeps failing. The maximum bounds how long after the engine is back the
+// records and routes of its sandboxes are right again.
+const (
+	watchRetryMin = 250 * time.Millisecond
+	watchRetryMax = 2 * time.Second
+)
+
+// watchLoop watches the engine; when the event stream breaks (the engine
+// stopped, say) it tries again with backoff until the engine answers, and
+// reconciles then, since events were missed.
 func (m *Manager) watchLoop(ctx context.Context) {
-	backoff := time.Second
+	backoff := watchRetryMin
+	var failing time.Time // since when watching fails; zero while it works
 	for ctx.Err() == nil {
-		if err := m.Reconcile(ctx); err != nil {
-			m.log.Warn("reconciling sandboxes with Docker", "error", err, "retry_in", backoff.String())
-			if !sleep(ctx, backoff) {
-				return
+		err := m.watch(ctx, func() {
+			m.reconciledOnce.Do(func() { close(m.reconciled) })
+			if !failing.IsZero() {
+				m.log.Info("watching the Docker engine again; sandboxes reconciled",
+					"after", time.Since(failing).Round(time.Millisecond).String())
+				failing = time.Time{}
 			}
-			backoff = min(backoff*2, time.Minute)
-			continue
-		}
-		m.reconciledOnce.Do(func() { close(m.reconciled) })
-		backoff = time.Second
-		err := m.followEvents(ctx)
+			backoff = watchRetryMin
+		})
 		if ctx.Err() != nil {
 			return
 		}
-		m.log.Warn("Docker event stream ended", "error", err)
+		if failing.IsZero() {
+			failing = time.Now()
+			m.log.Warn("lost the Docker engine's events, or could not reconcile; retrying until it answers", "error", err)
+		} else {
+			m.log.Debug("Docker engine still not watched", "error", err, "retry_in", backoff.String())
+		}
 		if !sleep(ctx, backoff) {
 			return
 		}
+		backoff = min(backoff*2, watchRetryMax)
 	}
 }
 
-func (m *Manager) followEvents(ctx context.Context) error {
+// watch subscribes to the engine's container events, reconciles, calls
+// connected, and then applies the events, reconciling every SyncInterval,
+// until the stream breaks or ctx ends. Subscribing before reconciling means
+// no change between the two is missed.
+func (m *Manager) watch(ctx context.Context, connected func()) error {
 	evctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	events, errs := m.dc().Events(evctx, map[string]string{LabelManagedBy: managedByValue})
+	m.forgetKills() // what was seen of kills before belongs to a stream that ended
+	if err := m.Reconcile(ctx); err != nil {
+		return err
+	}
+	select {
+	case err := <-errs:
+		return err // the subscription failed while the rest answered
+	default:
+	}
+	connected()
 	sync := time.NewTicker(m.conf().SyncInterval)
 	defer sync.Stop()
 	for {
 		select {
 		case ev, ok := <-events:
 			if !ok {
-				return errors.New("closed")
+				if err := <-errs; err != nil {
+					return err
+				}
+				return errors.New("docker event stream closed")
 			}
 			m.handleEvent(ctx, ev)
 		case err := <-errs:
@@ -81,50 +115,204 @@ func (m *Manager) followEvents(ctx context.Context) error {
 
 // handleEvent applies one container event to the record and route of its
 // sandbox. Changes thon makes itself arrive here too, under the user's
-// lock, after the action that caused them has recorded its outcome.
+// lock, after the action that caused them has recorded its outcome, and so
+// change nothing; the others are the engine's (a crash, its restart policy,
+// its own stop or start) or somebody's outside thon.
 func (m *Manager) handleEvent(ctx context.Context, ev docker.Event) {
 	group, user := ev.Labels[LabelGroup], ev.Labels[LabelUser]
 	if store.ValidateName("group", group) != nil || store.ValidateName("user", user) != nil {
 		return
 	}
-	var st State
 	switch ev.Action {
-	case "start", "unpause":
-		st = StateRunning
-	case "pause":
-		st = StatePaused
-	case "die", "stop", "kill", "oom":
-		st = StateStopped
-	case "destroy":
-		st = StateMissing
+	case "start", "unpause", "pause", "kill", "die", "stop", "destroy":
 	default:
-		return
+		return // "oom" among them: a killed child process ends no container; a "die" follows if it did
 	}
 	unlock := m.lockUser(group, user)
 	defer unlock()
 	rec, err := m.store.LiveInstance(ctx, group, user)
 	if err != nil || rec.ContainerID != ev.ID {
+		m.forgetKill(ev.ID)
 		return // not ours any more, or an action replaced the container
 	}
 	if State(rec.State) == StateStarting {
 		return // a launch in progress records its own outcome
 	}
-	if ev.Action == "kill" {
-		return // a "die" follows if the kill ended the container
+	changed := func(st State) {
+		m.log.Info("sandbox changed outside thon", "group", group, "user", user, "event", ev.Action, "state", st)
 	}
-	if State(rec.State) == st {
-		return
+	switch ev.Action {
+	case "kill":
+		// The engine ends a paused container by unpausing it after the
+		// signal (on `docker stop` or `kill`, and for all of them when it
+		// stops itself): that "unpause" is nobody's resume, and the sandbox
+		// stays one to keep paused.
+		if State(rec.State) == StatePaused {
+			m.noteKill(ev.ID)
+		}
+	case "pause":
+		if State(rec.State) != StatePaused || !rec.KeepPaused {
+			changed(StatePaused)
+			_, err = m.setState(ctx, rec, StatePaused, "instance.docker-pause")
+		}
+	case "unpause":
+		if State(rec.State) == StatePaused && !m.killing(ev.ID) {
+			m.confirmRunning(ctx, rec, ev.Action)
+		}
+	case "start":
+		err = m.started(ctx, rec)
+	case "die":
+		m.forgetKill(ev.ID)
+		err = m.died(ctx, rec, ev)
+	case "stop":
+		if st := State(rec.State); st == StateRunning || st == StatePaused {
+			changed(StateStopped)
+			_, err = m.setState(ctx, rec, StateStopped, "instance.docker-stop")
+		}
+	case "destroy":
+		m.forgetKill(ev.ID)
+		if State(rec.State) != StateMissing {
+			changed(StateMissing)
+			_, err = m.setState(ctx, rec, StateMissing, "instance.docker-destroy")
+		}
 	}
-	if st == StateRunning {
-		// Started outside thon: believe it once code-server answers.
+	if err != nil {
+		m.log.Warn("recording a Docker event", "group", group, "user", user, "event", ev.Action, "error", err)
+	}
+}
+
+// started handles a start of a sandbox's container that thon did not make
+// (the record of its own starts is written by the time the event is
+// handled): the engine restarted it after a crash or as it came back, or
+// somebody started it by hand. It counts as a restart; a sandbox kept paused
+// is paused again at once, any other is believed running once code-server
+// answers.
+func (m *Manager) started(ctx context.Context, rec store.InstanceRecord) error {
+	c, err := m.dc().Inspect(ctx, rec.ContainerID)
+	if err != nil {
+		return dockerErr(err) // the next reconciliation catches up
+	}
+	if c.State != "running" {
+		return nil // ended again already (its "die" follows), or paused
+	}
+	if next := rec; observe(&next, c) {
+		if rec, err = m.store.UpdateInstance(ctx, rec.ID, "", func(r *store.InstanceRecord) error {
+			observe(r, c)
+			return nil
+		}); err != nil {
+			return err
+		}
+		m.log.Info("sandbox container started again by the engine", "group", rec.Group, "user", rec.User, "restarts", rec.Restarts)
+	}
+	if rec.KeepPaused {
+		_, err = m.repause(ctx, rec)
+		return err
+	}
+	if State(rec.State) != StateRunning {
+		m.confirmRunning(ctx, rec, "start")
+	}
+	return nil
+}
+
+// died records how a sandbox's container ended, and that it is down; the
+// engine starts it again by its restart policy unless it was stopped on
+// purpose.
+func (m *Manager) died(ctx context.Context, rec store.InstanceRecord, ev docker.Event) error {
+	exit := store.InstanceExit{Code: ev.ExitCode, At: ev.Time.UTC()}
+	if c, err := m.dc().Inspect(ctx, ev.ID); err == nil && c.Exit != nil {
+		exit.OOMKilled, exit.Error = c.Exit.OOMKilled, c.Exit.Error
+	}
+	m.log.Info("sandbox container ended", "group", rec.Group, "user", rec.User,
+		"exit_code", exit.Code, "oom_killed", exit.OOMKilled, "error", exit.Error)
+	_, err := m.setStateWith(ctx, rec, StateStopped, "instance.docker-die", func(r *store.InstanceRecord) {
+		r.LastExit = &exit
+	})
+	return err
+}
+
+// confirmRunning records a sandbox running once code-server answers on its
+// port. It waits in the background, so that the events of other sandboxes
+// are not held up, and records nothing if meanwhile the record changed or
+// the container stopped running.
+func (m *Manager) confirmRunning(ctx context.Context, rec store.InstanceRecord, action string) {
+	m.checks.Add(1)
+	go func() {
+		defer m.checks.Done()
 		if err := m.waitHealthy(ctx, rec.Port); err != nil {
 			return
 		}
+		unlock := m.lockUser(rec.Group, rec.User)
+		defer unlock()
+		cur, err := m.store.GetInstance(ctx, rec.ID)
+		if err != nil || cur.TerminatedAt != nil || cur.ContainerID != rec.ContainerID ||
+			State(cur.State) == StateRunning || State(cur.State) == StateStarting {
+			return
+		}
+		if c, err := m.dc().Inspect(ctx, cur.ContainerID); err != nil || c.State != "running" {
+			return
+		}
+		m.log.Info("sandbox changed outside thon", "group", cur.Group, "user", cur.User, "event", action, "state", StateRunning)
+		if _, err := m.setState(ctx, cur, StateRunning, "instance.docker-"+action); err != nil {
+			m.log.Warn("recording a Docker event", "group", cur.Group, "user", cur.User, "event", action, "error", err)
+		}
+	}()
+}
+
+// repause pauses again the container of a sandbox kept paused that the
+// engine runs.
+func (m *Manager) repause(ctx context.Context, rec store.InstanceRecord) (store.InstanceRecord, error) {
+	if err := m.dc().Pause(ctx, rec.ContainerID); err != nil {
+		return rec, dockerErr(err)
 	}
-	m.log.Info("sandbox changed outside thon", "group", group, "user", user, "event", ev.Action, "state", st)
-	if _, err := m.setState(ctx, rec, st, "instance.docker-"+ev.Action); err != nil {
-		m.log.Warn("recording a Docker event", "error", err)
+	m.log.Info("paused again a paused sandbox the engine ran", "group", rec.Group, "user", rec.User)
+	return m.setState(ctx, rec, StatePaused, "instance.repause")
+}
+
+func (m *Manager) noteKill(id string) {
+	m.killMu.Lock()
+	defer m.killMu.Unlock()
+	m.killed[id] = true
+}
+
+func (m *Manager) killing(id string) bool {
+	m.killMu.Lock()
+	defer m.killMu.Unlock()
+	return m.killed[id]
+}
+
+func (m *Manager) forgetKill(id string) {
+	m.killMu.Lock()
+	defer m.killMu.Unlock()
+	delete(m.killed, id)
+}
+
+func (m *Manager) forgetKills() {
+	m.killMu.Lock()
+	defer m.killMu.Unlock()
+	clear(m.killed)
+}
+
+// observe applies to r what c, its container, shows of the engine's doings:
+// a start later than the one r knows is a restart (starts missed while
+// nobody watched count once), and the exit of a container that is down is
+// its last exit (the engine clears the code of one that runs again). It
+// reports whether r changed.
+func observe(r *store.InstanceRecord, c docker.Container) bool {
+	changed := false
+	if !c.StartedAt.IsZero() && (r.StartedAt == nil || c.StartedAt.After(*r.StartedAt)) {
+		if r.StartedAt != nil && r.ContainerID == c.ID {
+			r.Restarts++
+		}
+		t := c.StartedAt.UTC()
+		r.StartedAt, changed = &t, true
 	}
+	if e := c.Exit; e != nil && c.State != "running" && c.State != "paused" {
+		if r.LastExit == nil || e.At.After(r.LastExit.At) || (e.Error != "" && e.Error != r.LastExit.Error) {
+			r.LastExit = &store.InstanceExit{Code: e.Code, OOMKilled: e.OOMKilled, Error: e.Error, At: e.At.UTC()}
+			changed = true
+		}
+	}
+	return changed
 }
 
 // Reconcile makes the records and the routing table agree with Docker:
@@ -248,16 +436,36 @@ func (m *Manager) syncRoute(r store.InstanceRecord) {
 	m.routes.Set(Route{ID: idString(r.ID), Group: r.Group, User: r.User, Port: r.Port, State: State(r.State)})
 }
 
+// engineState is the state of a sandbox whose container is in the engine's
+// state s. A container waiting to be restarted by its policy is down.
 func engineState(s string) State {
 	switch s {
 	case "running":
 		return StateRunning
 	case "paused":
 		return StatePaused
-	case "restarting":
-		return StateStarting
 	}
 	return StateStopped
+}
+
+// containerPort is the host port of c: the one it publishes, or its label's.
+func containerPort(c docker.Container) int {
+	if c.HostPort > 0 {
+		return c.HostPort
+	}
+	p, _ := strconv.Atoi(c.Labels[LabelPort])
+	return p
+}
+
+// stale reports whether rec does not show c as it is.
+func stale(rec store.InstanceRecord, c docker.Container) bool {
+	st := engineState(c.State)
+	port := containerPort(c)
+	if rec.ContainerID != c.ID || State(rec.State) != st || (port > 0 && rec.Port != port) ||
+		(st == StateRunning && rec.KeepPaused) || (st == StatePaused && !rec.KeepPaused) {
+		return true
+	}
+	return observe(&rec, c)
 }
 
 func (m *Manager) reconcileContainer(ctx context.Context, group, user string, c docker.Container) error {
@@ -266,10 +474,15 @@ func (m *Manager) reconcileContainer(ctx context.Context, group, user string, c 
 		return nil // an action is busy with this sandbox and records its own outcome
 	}
 	defer unlock()
-	st := engineState(c.State)
-	port := c.HostPort
-	if port == 0 {
-		port, _ = strconv.Atoi(c.Labels[LabelPort])
+	if c.RestartPolicy != docker.RestartPolicy {
+		// Made by an older thon, or the original: it comes back by itself
+		// from now on, like the containers thon makes.
+		if err := m.dc().UpdateRestartPolicy(ctx, c.ID); err != nil {
+			m.log.Warn("could not give a sandbox container the restart policy", "container", c.Name,
+				"policy", docker.RestartPolicy, "error", err)
+		} else {
+			m.log.Info("gave a sandbox container the restart policy", "container", c.Name, "policy", docker.RestartPolicy)
+		}
 	}
 	rec, err := m.store.LiveInstance(ctx, group, user)
 	switch {
@@ -277,12 +490,33 @@ func (m *Manager) reconcileContainer(ctx context.Context, group, user string, c 
 		if State(rec.State) == StateStarting && rec.ContainerID == "" {
 			return nil // a launch is creating it right now
 		}
-		if rec.ContainerID == c.ID && State(rec.State) == st && rec.Port == port {
+		if !stale(rec, c) {
 			return nil
 		}
+		// The listing may predate an action that ran since: look again,
+		// under the user's lock.
+		if c, err = m.dc().Inspect(ctx, c.ID); errors.Is(err, docker.ErrNotFound) {
+			return nil // removed since; the pass over the records sees to it
+		} else if err != nil {
+			return dockerErr(err)
+		}
+		st := engineState(c.State)
+		if st == StateRunning && rec.KeepPaused && rec.ContainerID == c.ID {
+			// The engine runs a sandbox paused on purpose (it came back
+			// and restarted it): pause it again.
+			if err := m.dc().Pause(ctx, c.ID); err != nil {
+				return dockerErr(err)
+			}
+			m.log.Info("paused again a paused sandbox the engine ran", "group", group, "user", user)
+			st = StatePaused
+		}
 		_, err = m.store.UpdateInstance(ctx, rec.ID, "instance.reconcile", func(r *store.InstanceRecord) error {
+			observe(r, c)
 			r.ContainerID, r.Name, r.State = c.ID, c.Name, string(st)
-			if port > 0 {
+			if st == StatePaused {
+				r.KeepPaused = true
+			}
+			if port := containerPort(c); port > 0 {
 				r.Port = port
 			}
 			return nil
@@ -292,6 +526,7 @@ func (m *Manager) reconcileContainer(ctx context.Context, group, user string, c 
 		return err
 	}
 	// Adopt it.
+	st := engineState(c.State)
 	var userID int64
 	if u, err := m.store.GetUser(ctx, group, user); err == nil {
 		userID = u.ID
@@ -300,11 +535,13 @@ func (m *Manager) reconcileContainer(ctx context.Context, group, user string, c 
 	if ws == "" {
 		ws = m.WorkspaceName(group, user)
 	}
-	_, err = m.store.CreateInstance(ctx, store.InstanceRecord{
+	port := containerPort(c)
+	rec = store.InstanceRecord{
 		Group: group, User: user, UserID: userID, ContainerID: c.ID, Name: c.Name, State: string(st),
-		Port: port, Image: c.Image, Workspace: ws, URL: m.url(group, user),
-	})
-	if err != nil {
+		Port: port, Image: c.Image, Workspace: ws, URL: m.url(group, user), KeepPaused: st == StatePaused,
+	}
+	observe(&rec, c)
+	if _, err = m.store.CreateInstance(ctx, rec); err != nil {
 		return fmt.Errorf("adopting container %s: %w", c.Name, err)
 	}
 	m.log.Info("adopted sandbox container", "group", group, "user", user, "container", c.Name, "port", port, "state", st)
@@ -358,4 +595,14 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-time.After(d):
 		return true
 	}
+}
+
+// startedAt is when the engine says container id started, read right after
+// thon started it: a later start is a restart. If the engine does not say,
+// now.
+func (m *Manager) startedAt(ctx context.Context, id string) time.Time {
+	if c, err := m.dc().Inspect(ctx, id); err == nil && !c.StartedAt.IsZero() {
+		return c.StartedAt.UTC()
+	}
+	return time.Now().UTC()
 }

@@ -31,6 +31,26 @@ type InstanceRecord struct {
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
 	TerminatedAt *time.Time
+
+	// Restarts counts the starts of the container that thon did not make:
+	// the engine's after a crash or when it came back.
+	Restarts int
+	// StartedAt is when the container last started, as thon last saw it;
+	// nil until it knows.
+	StartedAt *time.Time
+	// LastExit is how the container last ended; nil if it never did.
+	LastExit *InstanceExit
+	// KeepPaused records that the sandbox was paused on purpose: thon pauses
+	// its container again whenever the engine runs it.
+	KeepPaused bool
+}
+
+// InstanceExit is how a sandbox's container ended.
+type InstanceExit struct {
+	Code      int
+	OOMKilled bool
+	Error     string // the engine's error text; empty for a plain exit
+	At        time.Time
 }
 
 // InstanceFilter selects instances for ListInstances.
@@ -44,14 +64,17 @@ type InstanceFilter struct {
 }
 
 const instanceColumns = `id, group_name, user_name, COALESCE(user_id, 0), container_id, name, state,
-	COALESCE(port, 0), image, password, workspace, url, expires_at, created_at, updated_at, terminated_at`
+	COALESCE(port, 0), image, password, workspace, url, expires_at, created_at, updated_at, terminated_at,
+	restarts, started_at, exit_code, exit_oom, exit_error, exited_at, keep_paused`
 
 func scanInstance(row scanner) (InstanceRecord, error) {
 	var r InstanceRecord
-	var expires, terminated sql.NullString
+	var expires, terminated, started, exited sql.NullString
 	var created, updated string
+	var exit InstanceExit
 	err := row.Scan(&r.ID, &r.Group, &r.User, &r.UserID, &r.ContainerID, &r.Name, &r.State,
-		&r.Port, &r.Image, &r.Password, &r.Workspace, &r.URL, &expires, &created, &updated, &terminated)
+		&r.Port, &r.Image, &r.Password, &r.Workspace, &r.URL, &expires, &created, &updated, &terminated,
+		&r.Restarts, &started, &exit.Code, &exit.OOMKilled, &exit.Error, &exited, &r.KeepPaused)
 	if err != nil {
 		return r, err
 	}
@@ -61,8 +84,27 @@ func scanInstance(row scanner) (InstanceRecord, error) {
 	if r.ExpiresAt, err = parseNullTime(expires); err != nil {
 		return r, err
 	}
+	if r.StartedAt, err = parseNullTime(started); err != nil {
+		return r, err
+	}
+	at, err := parseNullTime(exited)
+	if err != nil {
+		return r, err
+	}
+	if at != nil {
+		exit.At = *at
+		r.LastExit = &exit
+	}
 	r.TerminatedAt, err = parseNullTime(terminated)
 	return r, err
+}
+
+// exitColumns are the values of the exit_* columns for e.
+func exitColumns(e *InstanceExit) (code int, oom bool, msg string, at any) {
+	if e == nil {
+		return 0, false, "", nil
+	}
+	return e.Code, e.OOMKilled, e.Error, formatTime(e.At)
 }
 
 func parseNullTime(s sql.NullString) (*time.Time, error) {
@@ -101,13 +143,15 @@ func (s *Store) CreateInstance(ctx context.Context, r InstanceRecord) (InstanceR
 	}
 	t := now()
 	r.CreatedAt, r.UpdatedAt = t, t
+	code, oom, msg, at := exitColumns(r.LastExit)
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO instances (group_name, user_name, user_id, container_id, name,
-			state, port, image, password, workspace, url, expires_at, created_at, updated_at, terminated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			state, port, image, password, workspace, url, expires_at, created_at, updated_at, terminated_at,
+			restarts, started_at, exit_code, exit_oom, exit_error, exited_at, keep_paused)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			r.Group, r.User, nullInt(r.UserID), r.ContainerID, r.Name, r.State, nullInt(int64(r.Port)),
 			r.Image, r.Password, r.Workspace, r.URL, nullTime(r.ExpiresAt), formatTime(t), formatTime(t),
-			nullTime(r.TerminatedAt))
+			nullTime(r.TerminatedAt), r.Restarts, nullTime(r.StartedAt), code, oom, msg, at, r.KeepPaused)
 		if isUnique(err) {
 			return fmt.Errorf("instance of %s/%s on port %d: %w", r.Group, r.User, r.Port, ErrConflict)
 		}
@@ -161,11 +205,14 @@ func (s *Store) UpdateInstance(ctx context.Context, id int64, action string, cha
 		}
 		r.ID = id
 		r.UpdatedAt = now()
+		code, oom, msg, at := exitColumns(r.LastExit)
 		_, err = tx.ExecContext(ctx, `UPDATE instances SET group_name = ?, user_name = ?, user_id = ?,
 			container_id = ?, name = ?, state = ?, port = ?, image = ?, password = ?, workspace = ?, url = ?,
-			expires_at = ?, updated_at = ?, terminated_at = ? WHERE id = ?`,
+			expires_at = ?, updated_at = ?, terminated_at = ?, restarts = ?, started_at = ?, exit_code = ?,
+			exit_oom = ?, exit_error = ?, exited_at = ?, keep_paused = ? WHERE id = ?`,
 			r.Group, r.User, nullInt(r.UserID), r.ContainerID, r.Name, r.State, nullInt(int64(r.Port)), r.Image,
-			r.Password, r.Workspace, r.URL, nullTime(r.ExpiresAt), formatTime(r.UpdatedAt), nullTime(r.TerminatedAt), id)
+			r.Password, r.Workspace, r.URL, nullTime(r.ExpiresAt), formatTime(r.UpdatedAt), nullTime(r.TerminatedAt),
+			r.Restarts, nullTime(r.StartedAt), code, oom, msg, at, r.KeepPaused, id)
 		if isUnique(err) {
 			return fmt.Errorf("instance %d: port %d or user %s/%s taken: %w", id, r.Port, r.Group, r.User, ErrConflict)
 		}

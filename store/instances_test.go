@@ -82,3 +82,43 @@ func TestInstanceLifecycle(t *testing.T) {
 		t.Errorf("deleted instance: %v", err)
 	}
 }
+
+// TestInstanceRestartsAndExit keeps what the engine did to a sandbox:
+// the restarts, the last exit and whether it is kept paused.
+func TestInstanceRestartsAndExit(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	started := time.Date(2026, 5, 1, 10, 0, 0, 123456789, time.UTC)
+	a, err := s.CreateInstance(ctx, InstanceRecord{Group: "alpha", User: "alice", State: "running", Port: 8443, StartedAt: &started})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetInstance(ctx, a.ID); got.Restarts != 0 || got.LastExit != nil || got.KeepPaused ||
+		got.StartedAt == nil || !got.StartedAt.Equal(started) {
+		t.Fatalf("new instance: restarts %d exit %+v keep %v started %v", got.Restarts, got.LastExit, got.KeepPaused, got.StartedAt)
+	}
+	exited := started.Add(time.Minute)
+	restarted := exited.Add(time.Second)
+	if _, err := s.UpdateInstance(ctx, a.ID, "", func(r *InstanceRecord) error {
+		r.Restarts++
+		r.StartedAt = &restarted
+		r.LastExit = &InstanceExit{Code: 137, OOMKilled: true, Error: "port is already allocated", At: exited}
+		r.KeepPaused = true
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetInstance(ctx, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := InstanceExit{Code: 137, OOMKilled: true, Error: "port is already allocated", At: exited}
+	if got.Restarts != 1 || got.LastExit == nil || *got.LastExit != want || !got.KeepPaused || !got.StartedAt.Equal(restarted) {
+		t.Errorf("after update: restarts %d exit %+v keep %v started %v", got.Restarts, got.LastExit, got.KeepPaused, got.StartedAt)
+	}
+	// Terminating keeps the history.
+	term, err := s.TerminateInstance(ctx, a.ID)
+	if err != nil || term.Restarts != 1 || term.LastExit == nil || term.LastExit.Code != 137 {
+		t.Errorf("terminated: %+v %v", term, err)
+	}
+}

@@ -17,7 +17,10 @@
 //
 // For tests it also serves GET /files?path= (read a file under the workspace
 // or the home directory) and PUT /files?path= (write a file under the
-// workspace), and a page on any path shows the file named by ?file=.
+// workspace), and a page on any path shows the file named by ?file=. POST
+// /exit?code=N (0-255; behind the login like /files) answers 202 and then
+// ends the process at once with exit code N, as a crash of code-server
+// would: tests use it to see the engine restart a sandbox.
 package main
 
 import (

@@ -10,10 +10,12 @@ import (
 	"html/template"
 	"io"
 	"io/fs"
+	"log"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -38,15 +40,17 @@ type server struct {
 	roots []string
 	// heartbeat is the Unix time in milliseconds of the last activity.
 	heartbeat atomic.Int64
+	// exit ends the process, for POST /exit: os.Exit but in tests.
+	exit func(code int)
 }
 
 func newServer(cfg config) (*server, error) {
 	if fi, err := os.Stat(cfg.workspace); err != nil {
-		return nil, fmt.Errorf("workspace: %v", err)
+		return nil, fmt.Errorf("workspace: %w", err)
 	} else if !fi.IsDir() {
 		return nil, fmt.Errorf("workspace %s: not a directory", cfg.workspace)
 	}
-	s := &server{cfg: cfg, roots: []string{cfg.workspace}}
+	s := &server{cfg: cfg, roots: []string{cfg.workspace}, exit: os.Exit}
 	if cfg.home != "" && cfg.home != cfg.workspace {
 		s.roots = append(s.roots, cfg.home)
 	}
@@ -97,11 +101,37 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	if r.URL.Path == "/files" {
+	switch r.URL.Path {
+	case "/files":
 		s.serveFiles(w, r)
+		return
+	case "/exit":
+		s.serveExit(w, r)
 		return
 	}
 	s.servePage(w, r)
+}
+
+// serveExit answers POST /exit?code=N and then ends the process at once
+// with exit code N, the way a crash ends code-server.
+func (s *server) serveExit(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	code, err := strconv.Atoi(r.URL.Query().Get("code"))
+	if err != nil || code < 0 || code > 255 {
+		http.Error(w, "query parameter code must be an exit code from 0 to 255", http.StatusBadRequest)
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+	fmt.Fprintf(w, "exiting with code %d\n", code)
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	log.Printf("exiting with code %d, as POST /exit asked", code)
+	s.exit(code)
 }
 
 // serveHealthz answers like code-server's /healthz, which needs no login.

@@ -361,3 +361,54 @@ func TestRelativeRoot(t *testing.T) {
 		}
 	}
 }
+
+// TestExit checks POST /exit: it answers, then ends the process with the
+// code asked for; bad requests end nothing.
+func TestExit(t *testing.T) {
+	for _, auth := range []string{"none", "password"} {
+		dir := t.TempDir()
+		s, err := newServer(config{auth: auth, password: "pw", workspace: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan int, 1)
+		s.exit = func(code int) { exited <- code }
+		ts := httptest.NewServer(s)
+		t.Cleanup(ts.Close)
+
+		if auth == "password" {
+			if resp, _ := do(t, http.MethodPost, ts.URL+"/exit?code=3", nil); resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("auth %s: /exit without login: %d, want 401", auth, resp.StatusCode)
+			}
+			resp, _ := do(t, http.MethodPost, ts.URL+"/login", strings.NewReader(url.Values{"password": {"pw"}}.Encode()))
+			var cookies []*http.Cookie
+			cookies = append(cookies, resp.Cookies()...)
+			if resp, body := do(t, http.MethodPost, ts.URL+"/exit?code=3", nil, cookies...); resp.StatusCode != http.StatusAccepted || body != "exiting with code 3\n" {
+				t.Errorf("auth %s: /exit: %d %q", auth, resp.StatusCode, body)
+			}
+		} else {
+			for _, bad := range []string{"", "?code=", "?code=x", "?code=-1", "?code=256"} {
+				if resp, _ := do(t, http.MethodPost, ts.URL+"/exit"+bad, nil); resp.StatusCode != http.StatusBadRequest {
+					t.Errorf("/exit%s: %d, want 400", bad, resp.StatusCode)
+				}
+			}
+			if resp, _ := do(t, http.MethodGet, ts.URL+"/exit?code=3", nil); resp.StatusCode != http.StatusMethodNotAllowed {
+				t.Errorf("GET /exit: %d, want 405", resp.StatusCode)
+			}
+			if len(exited) != 0 {
+				t.Fatal("a bad /exit request ended the server")
+			}
+			if resp, body := do(t, http.MethodPost, ts.URL+"/exit?code=3", nil); resp.StatusCode != http.StatusAccepted || body != "exiting with code 3\n" {
+				t.Errorf("/exit: %d %q", resp.StatusCode, body)
+			}
+		}
+		select {
+		case code := <-exited:
+			if code != 3 {
+				t.Errorf("auth %s: exited with %d, want 3", auth, code)
+			}
+		default:
+			t.Errorf("auth %s: POST /exit did not end the server", auth)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -25,7 +26,14 @@ const Image = "thon/sandbox-test:latest"
 var (
 	imageOnce sync.Once
 	imageErr  error
+	// imageTag is Image by its content hash, as this tree built it:
+	// thon/sandbox-test:<12 hex digits>. Other checkouts on the same engine
+	// may tag another build latest at any time; this tag stays ours.
+	imageTag string
 )
+
+// contentHash finds the hash build-image.sh reports.
+var contentHash = regexp.MustCompile(`content hash ([0-9a-f]{12})`)
 
 // Client returns a client of the local engine with Image present, or
 // fails the test: thon's tests run against a real dockerd.
@@ -46,9 +54,17 @@ func Client(t testing.TB) *docker.Client {
 		script := filepath.Join(filepath.Dir(file), "..", "codeservertest", "build-image.sh")
 		cmd := exec.Command("sh", script, Image)
 		cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			imageErr = fmt.Errorf("building %s: %v\n%s", Image, err, out)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			imageErr = fmt.Errorf("building %s: %w\n%s", Image, err, out)
+			return
 		}
+		m := contentHash.FindSubmatch(out)
+		if m == nil {
+			imageErr = fmt.Errorf("building %s: the script reported no content hash:\n%s", Image, out)
+			return
+		}
+		imageTag = strings.TrimSuffix(Image, ":latest") + ":" + string(m[1])
 	})
 	if imageErr != nil {
 		t.Fatal(imageErr)

@@ -2,8 +2,9 @@
 // the Docker engine. It exposes a narrow API in thon's own types (no Docker
 // types in exported signatures) with the hardening every sandbox gets built
 // in: the published port bound to 127.0.0.1 only, no-new-privileges, all
-// capabilities dropped but the ones asked for, memory, CPU and pids limits, no
-// restart policy, and never the Docker socket mounted.
+// capabilities dropped but the ones asked for, memory, CPU and pids limits,
+// the restart policy unless-stopped (see RestartPolicy), and never the Docker
+// socket mounted.
 package docker
 
 import (
@@ -89,16 +90,16 @@ func New(host string) (*Client, error) {
 	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
 	if host != "" {
 		if err := checkHost(host); err != nil {
-			return nil, fmt.Errorf("docker host %q: %v", host, err)
+			return nil, fmt.Errorf("docker host %q: %w", host, err)
 		}
 		opts = append(opts, client.WithHost(host))
 	}
 	api, err := client.NewClientWithOpts(opts...)
 	if err != nil {
 		if host == "" {
-			return nil, fmt.Errorf("docker client: %v", err)
+			return nil, fmt.Errorf("docker client: %w", err)
 		}
-		return nil, fmt.Errorf("docker host %q: %v", host, err)
+		return nil, fmt.Errorf("docker host %q: %w", host, err)
 	}
 	return &Client{api: api}, nil
 }
@@ -117,7 +118,7 @@ func checkHost(host string) error {
 		}
 	case "tcp", "http", "https":
 		if _, _, err := net.SplitHostPort(strings.TrimSuffix(strings.SplitN(rest, "/", 2)[0], "/")); err != nil {
-			return fmt.Errorf("%s address: %v", scheme, err)
+			return fmt.Errorf("%s address: %w", scheme, err)
 		}
 	default:
 		return fmt.Errorf("scheme %q: must be unix, tcp, http or https", scheme)
@@ -153,9 +154,9 @@ func (c *Client) wrap(err error, format string, args ...any) error {
 	case client.IsErrConnectionFailed(err):
 		return fmt.Errorf("%s: %w", what, &unreachableError{host: c.Host(), err: lowerFirst(err)})
 	case cerrdefs.IsNotFound(err):
-		return fmt.Errorf("%s: %w: %v", what, ErrNotFound, err)
+		return fmt.Errorf("%s: %w: %w", what, ErrNotFound, err)
 	case cerrdefs.IsConflict(err):
-		return fmt.Errorf("%s: %w: %v", what, ErrConflict, err)
+		return fmt.Errorf("%s: %w: %w", what, ErrConflict, err)
 	default:
 		return fmt.Errorf("%s: %w", what, err)
 	}

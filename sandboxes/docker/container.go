@@ -30,7 +30,32 @@ type Container struct {
 	HostPort int
 	// StartedAt is when it last started; zero if it never did.
 	StartedAt time.Time
+	// RestartPolicy is the engine's restart policy: RestartPolicy for the
+	// containers Create makes, "no" (or "") for older ones.
+	RestartPolicy string
+	// RestartCount is how often the engine restarted it by its policy since
+	// it was last started by hand or the engine last started; the engine
+	// resets it then.
+	RestartCount int
+	// Exit is how it last ended; nil if it never did.
+	Exit *Exit
 }
+
+// Exit is how a container's main process last ended.
+type Exit struct {
+	Code      int
+	OOMKilled bool
+	// Error is the engine's error text, such as why the container could not
+	// be started again; empty for a plain exit.
+	Error string
+	At    time.Time
+}
+
+// RestartPolicy is the restart policy of every container Create makes: the
+// engine starts it again when it exits by itself (with a delay that doubles
+// from 100 ms up to a minute while it keeps failing) and when the engine
+// itself starts, but not after a stop or kill through the engine's API.
+const RestartPolicy = string(container.RestartPolicyUnlessStopped)
 
 // Create creates a container from spec without starting it and returns its
 // ID. The image must be present: nothing is pulled.
@@ -40,7 +65,7 @@ func (c *Client) Create(ctx context.Context, spec Spec) (string, error) {
 	}
 	port, err := nat.NewPort("tcp", strconv.Itoa(spec.ContainerPort))
 	if err != nil {
-		return "", fmt.Errorf("spec ContainerPort %d: %v", spec.ContainerPort, err)
+		return "", fmt.Errorf("spec ContainerPort %d: %w", spec.ContainerPort, err)
 	}
 
 	cfg := &container.Config{
@@ -67,7 +92,7 @@ func (c *Client) Create(ctx context.Context, spec Spec) (string, error) {
 		PortBindings: nat.PortMap{
 			port: []nat.PortBinding{{HostIP: "127.0.0.1", HostPort: strconv.Itoa(spec.HostPort)}},
 		},
-		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled},
+		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
 		SecurityOpt:   []string{"no-new-privileges"},
 		CapDrop:       []string{"ALL"},
 		CapAdd:        spec.CapAdd,
@@ -123,9 +148,20 @@ func (c *Client) Unpause(ctx context.Context, id string) error {
 }
 
 // Stop stops a container, sending SIGTERM and SIGKILL after the engine's
-// grace period. Stopping a stopped container is not an error.
+// grace period. Stopping a stopped container is not an error. A stopped
+// container stays stopped: its restart policy does not start it again, not
+// even when the engine restarts.
 func (c *Client) Stop(ctx context.Context, id string) error {
 	return c.wrap(c.api.ContainerStop(ctx, id, container.StopOptions{}), "stop container %s", id)
+}
+
+// UpdateRestartPolicy gives an existing container RestartPolicy, as Create
+// does for new ones.
+func (c *Client) UpdateRestartPolicy(ctx context.Context, id string) error {
+	_, err := c.api.ContainerUpdate(ctx, id, container.UpdateConfig{
+		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
+	})
+	return c.wrap(err, "update the restart policy of container %s", id)
 }
 
 // Remove removes a container, killing it first if it runs. removeVolumes
@@ -191,16 +227,31 @@ func fromInspect(resp container.InspectResponse) Container {
 		ct.Image = resp.Config.Image
 		ct.Labels = resp.Config.Labels
 	}
-	if resp.State != nil {
-		ct.State = string(resp.State.Status)
-		if t, err := time.Parse(time.RFC3339Nano, resp.State.StartedAt); err == nil && t.Year() > 1 {
-			ct.StartedAt = t
+	ct.RestartCount = resp.RestartCount
+	if s := resp.State; s != nil {
+		ct.State = string(s.Status)
+		ct.StartedAt = engineTime(s.StartedAt)
+		// The engine clears the exit code and error when the container
+		// runs again; the time and the OOM flag stay.
+		if at := engineTime(s.FinishedAt); !at.IsZero() {
+			ct.Exit = &Exit{Code: s.ExitCode, OOMKilled: s.OOMKilled, Error: s.Error, At: at}
 		}
 	}
 	if resp.HostConfig != nil {
 		ct.HostPort = hostPort(resp.HostConfig.PortBindings)
+		ct.RestartPolicy = string(resp.HostConfig.RestartPolicy.Name)
 	}
 	return ct
+}
+
+// engineTime parses a time the engine reports; its zero time
+// ("0001-01-01T00:00:00Z") and anything unparsable give the zero time.
+func engineTime(s string) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil || t.Year() <= 1 {
+		return time.Time{}
+	}
+	return t
 }
 
 // hostPort is the host port bound to the lowest published container port.

@@ -4,11 +4,13 @@ import (
 	"archive/tar"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -133,8 +135,8 @@ func TestHardening(t *testing.T) {
 	if hc.PidsLimit == nil || *hc.PidsLimit != spec.PidsLimit {
 		t.Errorf("PidsLimit = %v, want %d", hc.PidsLimit, spec.PidsLimit)
 	}
-	if hc.RestartPolicy.Name != "no" {
-		t.Errorf("RestartPolicy = %q, want no", hc.RestartPolicy.Name)
+	if hc.RestartPolicy.Name != "unless-stopped" || RestartPolicy != "unless-stopped" {
+		t.Errorf("RestartPolicy = %q, want unless-stopped", hc.RestartPolicy.Name)
 	}
 	for _, m := range resp.Mounts {
 		if strings.Contains(m.Source, "docker.sock") {
@@ -777,5 +779,95 @@ func TestEvents(t *testing.T) {
 	}
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Errorf("error after cancel = %v, want context.Canceled", err)
+	}
+}
+
+// TestRestartPolicy crashes a sandbox: the engine starts it again, and the
+// exit shows in the event and in Inspect; a stop shows as a clean exit, and
+// an older container gets the policy.
+func TestRestartPolicy(t *testing.T) {
+	t.Parallel()
+	c := testClient(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	run := uniqueName(t, "run")
+	spec := testSpec(t)
+	spec.Image = testImageBuilt // with POST /exit
+	spec.Labels["thon.test.run"] = run
+	id := create(t, c, spec)
+	if ct, err := c.Inspect(ctx, id); err != nil || ct.Exit != nil || ct.RestartPolicy != RestartPolicy {
+		t.Fatalf("created container: exit %+v, policy %q, %v", ct.Exit, ct.RestartPolicy, err)
+	}
+	start(t, c, id)
+	waitHealthy(t, spec.HostPort)
+	first, err := c.Inspect(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	evCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	events, _ := c.Events(evCtx, map[string]string{"thon.test.run": run})
+	resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/exit?code=5", spec.HostPort), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var died, restarted bool
+	for ev := range events {
+		switch ev.Action {
+		case "die":
+			died = true
+			if ev.ExitCode != 5 {
+				t.Errorf("die event exit code %d, want 5", ev.ExitCode)
+			}
+		case "start":
+			restarted = died
+		}
+		if restarted {
+			break
+		}
+	}
+	stop()
+	waitHealthy(t, spec.HostPort)
+	ct, err := c.Inspect(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ct.State != "running" || ct.RestartCount != 1 || !ct.StartedAt.After(first.StartedAt) {
+		t.Errorf("after the crash: state %s, restart count %d, started %v (first %v)", ct.State, ct.RestartCount, ct.StartedAt, first.StartedAt)
+	}
+	// The engine clears the code of a container that runs again; the time
+	// of its exit stays.
+	if ct.Exit == nil || ct.Exit.At.Before(first.StartedAt) || ct.Exit.At.After(ct.StartedAt) {
+		t.Errorf("exit after the restart: %+v", ct.Exit)
+	}
+
+	if err := c.Stop(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	ct, err = c.Inspect(ctx, id)
+	if err != nil || ct.State != "exited" || ct.Exit == nil || ct.Exit.Code != 0 || ct.Exit.At.Before(ct.StartedAt) {
+		t.Errorf("stopped: %+v %v", ct, err)
+	}
+
+	// A container made without the policy gets it.
+	older := uniqueName(t, "ct")
+	if out, err := exec.Command("docker", "create", "--restart", "no", "--label", "thon.test=1", "--name", older, testImage).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	t.Cleanup(func() { removeQuietly(t, c, older) })
+	if ct, err := c.Inspect(ctx, older); err != nil || ct.RestartPolicy != "no" {
+		t.Fatalf("older container: policy %q, %v", ct.RestartPolicy, err)
+	}
+	if err := c.UpdateRestartPolicy(ctx, older); err != nil {
+		t.Fatal(err)
+	}
+	if ct, err := c.Inspect(ctx, older); err != nil || ct.RestartPolicy != RestartPolicy {
+		t.Errorf("after UpdateRestartPolicy: policy %q, %v", ct.RestartPolicy, err)
+	}
+	if err := c.UpdateRestartPolicy(ctx, "thon-test-no-such-container"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("UpdateRestartPolicy of a missing container: %v", err)
 	}
 }

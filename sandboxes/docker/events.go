@@ -2,6 +2,7 @@ package docker
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/docker/docker/api/types/events"
@@ -17,7 +18,9 @@ type Event struct {
 	Action string
 	// Labels are the container's labels.
 	Labels map[string]string
-	Time   time.Time
+	// ExitCode is the exit code of the container's main process, for "die".
+	ExitCode int
+	Time     time.Time
 }
 
 // attributes the engine puts next to the labels in an event.
@@ -47,6 +50,9 @@ func (c *Client) Events(ctx context.Context, labelFilter map[string]string) (<-c
 					Action: string(m.Action),
 					Labels: make(map[string]string, len(m.Actor.Attributes)),
 					Time:   time.Unix(0, m.TimeNano),
+				}
+				if code, err := strconv.Atoi(m.Actor.Attributes["exitCode"]); err == nil {
+					ev.ExitCode = code
 				}
 				for k, v := range m.Actor.Attributes {
 					if !eventAttributes[k] {

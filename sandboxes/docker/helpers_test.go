@@ -26,6 +26,10 @@ var testLabel = map[string]string{"thon.test": "1"}
 var (
 	imageOnce sync.Once
 	imageErr  error
+	// testImageBuilt is testImage by its content hash, as this tree built
+	// it: other checkouts on the engine may tag their build latest at any
+	// time. Tests that need this tree's test server use it.
+	testImageBuilt string
 )
 
 // testClient returns a client of the local engine with the test image
@@ -47,8 +51,15 @@ func testClient(t *testing.T) *Client {
 		// so a changed test server is never tested through a stale image.
 		out, err := exec.Command("sh", "../../internal/codeservertest/build-image.sh", testImage).CombinedOutput()
 		if err != nil {
-			imageErr = fmt.Errorf("building %s with ../../internal/codeservertest/build-image.sh: %v\n%s", testImage, err, out)
+			imageErr = fmt.Errorf("building %s with ../../internal/codeservertest/build-image.sh: %w\n%s", testImage, err, out)
+			return
 		}
+		m := regexp.MustCompile(`content hash ([0-9a-f]{12})`).FindSubmatch(out)
+		if m == nil {
+			imageErr = fmt.Errorf("building %s: the script reported no content hash:\n%s", testImage, out)
+			return
+		}
+		testImageBuilt = strings.TrimSuffix(testImage, ":latest") + ":" + string(m[1])
 	})
 	if imageErr != nil {
 		t.Fatal(imageErr)
