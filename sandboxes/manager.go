@@ -460,11 +460,13 @@ func dockerErr(err error) error {
 	return err
 }
 
-// ContainerName is the container of a user's sandbox.
-func ContainerName(group, user string) string { return "thon-" + group + "-" + user }
+// ContainerName is the container of a user's sandbox: thon-<group>-<user>,
+// from store.DerivedName, which the store keeps unique among users.
+func ContainerName(group, user string) string { return "thon-" + store.DerivedName(group, user) }
 
-// VolumeName is the named volume of a user's workspace.
-func VolumeName(group, user string) string { return "thon-workspace-" + group + "-" + user }
+// VolumeName is the named volume of a user's workspace:
+// thon-workspace-<group>-<user>, from store.DerivedName.
+func VolumeName(group, user string) string { return "thon-workspace-" + store.DerivedName(group, user) }
 
 // URLPath is where a sandbox is served: /s/<group>/<user>/.
 func URLPath(group, user string) string { return "/s/" + group + "/" + user + "/" }
