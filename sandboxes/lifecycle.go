@@ -469,7 +469,7 @@ func (m *Manager) waitHealthy(ctx context.Context, port int) error {
 		last = err
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%v (last: %v)", context.Cause(ctx), last)
+			return fmt.Errorf("%w (last: %v)", context.Cause(ctx), last)
 		case <-time.After(delay):
 		}
 		switch {
@@ -695,12 +695,3 @@ func newPassword() (string, error) {
 }
 
 func idString(id int64) string { return strconv.FormatInt(id, 10) }
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
-}

@@ -137,11 +137,19 @@ type Manager struct {
 
 	reconciled     chan struct{} // closed after Run's first reconciliation
 	reconciledOnce sync.Once
+	subscribed     chan struct{} // closed when Run first follows Docker's events
+	subscribedOnce sync.Once
 }
 
 // Reconciled is closed once Run has reconciled the records and the routing
 // table with Docker for the first time.
 func (m *Manager) Reconciled() <-chan struct{} { return m.reconciled }
+
+// Subscribed is closed once Run has reconciled and the engine has answered
+// its first request for container events (the engine registers the
+// subscription as it answers): a change made to a container after that
+// reaches the manager as an event.
+func (m *Manager) Subscribed() <-chan struct{} { return m.subscribed }
 
 // settingNode is the setting that holds this thon's node ID, made with the
 // database (store migration 0003).
@@ -187,6 +195,7 @@ func NewManager(st *store.Store, dc *docker.Client, cfg Config) (*Manager, error
 		ops:        map[string]*opState{},
 		runCtx:     context.Background(),
 		reconciled: make(chan struct{}),
+		subscribed: make(chan struct{}),
 	}, nil
 }
 

@@ -58,6 +58,7 @@ func (m *Manager) followEvents(ctx context.Context) error {
 	evctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	events, errs := m.dc().Events(evctx, map[string]string{LabelManagedBy: managedByValue})
+	m.subscribedOnce.Do(func() { close(m.subscribed) })
 	sync := time.NewTicker(m.conf().SyncInterval)
 	defer sync.Stop()
 	for {
