@@ -56,6 +56,7 @@ func (s *Server) errorResponse(err error) (int, Error) {
 	var (
 		he        *httpError
 		fe        *store.FieldError
+		clash     *store.NameClashError
 		tooBig    *http.MaxBytesError
 		llmField  *llm.FieldError
 		llmDir    *llm.ConfigDirError
@@ -72,6 +73,10 @@ func (s *Server) errorResponse(err error) (int, Error) {
 			Error{Error: fmt.Sprintf("request body too large: limit is %d bytes", tooBig.Limit)}
 	case errors.As(err, &fe):
 		return http.StatusBadRequest, Error{Error: fe.Error(), Field: fe.Field}
+	case errors.As(err, &clash):
+		// Two users would share a container and volume: a conflict with
+		// the stored users, caused by the named field.
+		return http.StatusConflict, Error{Error: clash.Error(), Field: clash.Field}
 	case errors.As(err, &llmField):
 		return http.StatusBadRequest, Error{Error: llmField.Error(), Field: llmField.Field}
 	case errors.As(err, &llmDir):

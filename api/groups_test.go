@@ -283,3 +283,32 @@ func TestGroupsImportIsAllOrNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestDerivedNameClash checks the answer to a write that would give two
+// users the same container and volume names: group a-b with user c and
+// group a with user b-c both make thon-a-b-c.
+func TestDerivedNameClash(t *testing.T) {
+	e := newTestEnv(t, Options{})
+	for _, g := range []string{"a-b", "a", "z", "m-n", "w"} {
+		e.doJSON("POST", "/api/groups", map[string]string{"name": g}).wantStatus(t, 201)
+	}
+	e.doJSON("POST", "/api/groups/a-b/users", map[string]string{"name": "c"}).wantStatus(t, 201)
+	e.doJSON("POST", "/api/groups/z/users", map[string]string{"name": "b-c"}).wantStatus(t, 201)
+	e.doJSON("POST", "/api/groups/m-n/users", map[string]string{"name": "o"}).wantStatus(t, 201)
+	e.doJSON("POST", "/api/groups/w/users", map[string]string{"name": "n-o"}).wantStatus(t, 201)
+	before := groupNames(t, e)
+
+	both := []string{`user "a/b-c" would share the container and volume names of user "a-b/c"`, `"a-b-c"`}
+	e.doJSON("POST", "/api/groups/a/users", map[string]string{"name": "b-c"}).wantError(t, 409, "name", both...)
+	e.doJSON("POST", "/api/groups/z/users/b-c/transfer", map[string]string{"to_group": "a"}).
+		wantError(t, 409, "to_group", both...)
+	e.doJSON("PUT", "/api/groups/w", map[string]string{"name": "m"}).wantError(t, 409, "name",
+		`user "m/n-o" would share the container and volume names of user "m-n/o"`, `"m-n-o"`)
+	// The import would move b-c from z (not in the file) to a.
+	e.do("POST", "/api/groups/import", "application/yaml", []byte("groups:\n  a:\n    users: [b-c]\n")).
+		wantError(t, 409, "groups[0].users[0].name", both...)
+
+	if after := groupNames(t, e); !reflect.DeepEqual(after, before) {
+		t.Errorf("refused writes changed the groups: %v, want %v", after, before)
+	}
+}

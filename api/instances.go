@@ -36,6 +36,8 @@ func (s *Server) instanceRoutes() {
 	s.handleSandboxes("POST", "/api/instances/{id}/renew", s.renewInstance)
 	s.handleSandboxes("POST", "/api/users/{user_id}/launch", s.launchUser)
 	s.handleSandboxes("POST", "/api/users/{user_id}/stop", s.stopUser)
+	s.handleSandboxes("POST", "/api/groups/{group_id}/users/{user_id}/launch", s.launchGroupUser)
+	s.handleSandboxes("POST", "/api/groups/{group_id}/users/{user_id}/stop", s.stopGroupUser)
 }
 
 // handleSandboxes registers a route that needs the sandbox manager; without
@@ -127,8 +129,14 @@ func (s *Server) createInstance(w http.ResponseWriter, r *http.Request) error {
 	if req.User == "" {
 		return badRequest("user", "user is required")
 	}
-	prior := s.liveInstanceID(r.Context(), req.Group, req.User)
-	in, err := s.sandboxes.Launch(context.WithoutCancel(r.Context()), req.Group, req.User)
+	return s.launch(w, r, req.Group, req.User)
+}
+
+// launch launches the sandbox of a user given by names and answers it: 201
+// with a Location for a new sandbox, 200 for the one the user had.
+func (s *Server) launch(w http.ResponseWriter, r *http.Request, group, user string) error {
+	prior := s.liveInstanceID(r.Context(), group, user)
+	in, err := s.sandboxes.Launch(context.WithoutCancel(r.Context()), group, user)
 	if err != nil {
 		return err
 	}
@@ -322,6 +330,51 @@ func (s *Server) stopUser(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, in)
 	return nil
+}
+
+// launchGroupUser launches the sandbox of the user named {user_id} in the
+// group named {group_id}; it answers like POST /api/instances.
+func (s *Server) launchGroupUser(w http.ResponseWriter, r *http.Request) error {
+	group, user, err := pathUser(r)
+	if err != nil {
+		return err
+	}
+	if err := s.decodeOptionalJSON(w, r, &emptyRequest{}); err != nil {
+		return err
+	}
+	return s.launch(w, r, group, user)
+}
+
+// stopGroupUser kills the live sandbox of the user named {user_id} in the
+// group named {group_id} and answers the terminated instance.
+func (s *Server) stopGroupUser(w http.ResponseWriter, r *http.Request) error {
+	group, user, err := pathUser(r)
+	if err != nil {
+		return err
+	}
+	if err := s.decodeOptionalJSON(w, r, &emptyRequest{}); err != nil {
+		return err
+	}
+	in, err := s.sandboxes.StopUser(context.WithoutCancel(r.Context()), group, user)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, in)
+	return nil
+}
+
+// pathUser returns the names {group_id} and {user_id} of a
+// /api/groups/{group_id}/users/{user_id}/... path; a value that cannot be
+// a name is a 400 naming it.
+func pathUser(r *http.Request) (group, user string, err error) {
+	group, user = r.PathValue("group_id"), r.PathValue("user_id")
+	if err := store.ValidateName("group_id", group); err != nil {
+		return "", "", err
+	}
+	if err := store.ValidateName("user_id", user); err != nil {
+		return "", "", err
+	}
+	return group, user, nil
 }
 
 // pathID parses the path value name as a positive integer ID; anything

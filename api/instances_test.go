@@ -178,6 +178,8 @@ func TestInstancesNotConfigured(t *testing.T) {
 		{"GET", "/api/operations/abc", ""},
 		{"POST", "/api/users/1/launch", ""},
 		{"POST", "/api/users/1/stop", ""},
+		{"POST", "/api/groups/alpha/users/alice/launch", ""},
+		{"POST", "/api/groups/alpha/users/alice/stop", ""},
 	}
 	for _, rt := range routes {
 		t.Run(rt.method+" "+rt.path, func(t *testing.T) {
@@ -195,6 +197,7 @@ func TestInstancesDockerUnreachable(t *testing.T) {
 		{"POST", "/api/groups/alpha/start", ""},
 		{"POST", "/api/groups/alpha/start?wait=true", ""},
 		{"POST", fmt.Sprintf("/api/users/%d/launch", g.Users[0].ID), ""},
+		{"POST", "/api/groups/alpha/users/alice/launch", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
@@ -565,6 +568,57 @@ func TestUserLaunchAndStop(t *testing.T) {
 	}
 }
 
+// TestGroupUserLaunchAndStop drives the sandbox routes that address a user
+// by group and user name; they answer as the numeric ones do.
+func TestGroupUserLaunchAndStop(t *testing.T) {
+	e := newSandboxEnv(t, []string{"erin"}, nil)
+	var grp store.Group
+	e.do("GET", "/api/groups/"+e.group, "", nil).wantStatus(t, 200).decode(t, &grp)
+	uid := grp.Users[0].ID
+	base := "/api/groups/" + e.group + "/users/erin"
+
+	r := e.doJSON("POST", base+"/launch", nil)
+	in := e.instance(r, 201)
+	if in.Group != e.group || in.User != "erin" || in.UserID != uid || in.State != sandboxes.StateRunning ||
+		r.header.Get("Location") != fmt.Sprintf("/api/instances/%d", in.ID) {
+		t.Fatalf("launch: %+v, Location %q", in, r.header.Get("Location"))
+	}
+	if code := healthz(t, in.Port); code != 200 {
+		t.Errorf("the launched sandbox answers /healthz with %d", code)
+	}
+	if again := e.instance(e.doJSON("POST", base+"/launch", "{}"), 200); again.ID != in.ID {
+		t.Errorf("second launch = %+v, want instance %d", again, in.ID)
+	}
+	// The numeric path and POST /api/instances reach the same sandbox.
+	if byID := e.instance(e.doJSON("POST", fmt.Sprintf("/api/users/%d/launch", uid), nil), 200); byID.ID != in.ID {
+		t.Errorf("launch by user ID = %+v, want instance %d", byID, in.ID)
+	}
+	stopped := e.instance(e.doJSON("POST", base+"/stop", nil), 200)
+	if stopped.ID != in.ID || stopped.State != sandboxes.StateTerminated || containerStatus(t, in.Container) != "absent" {
+		t.Fatalf("stop: %+v", stopped)
+	}
+	e.doJSON("POST", base+"/stop", nil).wantError(t, 404, "", "no live sandbox")
+
+	// Unknown names are 404s that say what is unknown.
+	unknown := "/api/groups/" + e.group + "/users/nobody"
+	e.doJSON("POST", unknown+"/launch", nil).wantError(t, 404, "", `user "nobody" in group "`+e.group+`": not found`)
+	e.doJSON("POST", unknown+"/stop", nil).wantError(t, 404, "", `user "nobody" in group "`+e.group+`": not found`)
+	e.doJSON("POST", "/api/groups/no-such-group/users/erin/launch", nil).
+		wantError(t, 404, "", `group "no-such-group": not found`)
+	e.doJSON("POST", "/api/groups/no-such-group/users/erin/stop", nil).
+		wantError(t, 404, "", `group "no-such-group": not found`)
+	// Values that cannot be names, and bad bodies, are 400s and 415s.
+	e.doJSON("POST", "/api/groups/"+e.group+"/users/Erin/launch", nil).wantError(t, 400, "user_id", "uppercase")
+	e.doJSON("POST", "/api/groups/Bad_Group/users/erin/stop", nil).wantError(t, 400, "group_id", "Bad_Group")
+	e.doJSON("POST", fmt.Sprintf("/api/groups/%s/users/%d/launch", e.group, uid), nil).
+		wantError(t, 404, "", fmt.Sprintf(`user "%d" in group`, uid))
+	e.doJSON("POST", base+"/launch", `{"group": "x"}`).wantError(t, 400, "group", "unknown field")
+	e.do("POST", base+"/stop", "text/plain", []byte("go")).wantError(t, 415, "")
+	if l := e.list("group=" + e.group); l.Total != 0 {
+		t.Errorf("refused launches launched something: %+v", l)
+	}
+}
+
 // instanceFuzzTargets are the instance routes FuzzInstanceBodies drives.
 var instanceFuzzTargets = []struct{ method, path string }{
 	{"POST", "/api/instances"},
@@ -578,6 +632,8 @@ var instanceFuzzTargets = []struct{ method, path string }{
 	{"POST", "/api/groups/beta/stop?wait=true"},
 	{"POST", "/api/users/1/launch"},
 	{"POST", "/api/users/2/stop"},
+	{"POST", "/api/groups/alpha/users/alice/launch"},
+	{"POST", "/api/groups/beta/users/carol/stop"},
 }
 
 // FuzzInstanceBodies sends arbitrary bodies to the instance routes, over a

@@ -255,6 +255,8 @@ func TestRoutes(t *testing.T) {
 		{"POST", "/api/instances/{id}/renew"},
 		{"POST", "/api/users/{user_id}/launch"},
 		{"POST", "/api/users/{user_id}/stop"},
+		{"POST", "/api/groups/{group_id}/users/{user_id}/launch"},
+		{"POST", "/api/groups/{group_id}/users/{user_id}/stop"},
 		{"POST", "/api/groups/{group_id}/start"},
 		{"POST", "/api/groups/{group_id}/stop"},
 		{"GET", "/api/operations/{id}"},

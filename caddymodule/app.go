@@ -256,6 +256,9 @@ func (a *App) Validate() error {
 // fails the start with an error naming its line, and the database is left
 // as it was.
 func (a *App) Start() error {
+	if err := a.shared.store.CheckDerivedNames(a.ctx); err != nil {
+		return err
+	}
 	if a.GroupsFile != "" {
 		res, err := a.shared.store.ResolveConfig(a.ctx, store.KeyGroupsYAML, a.GroupsFile)
 		if err != nil {

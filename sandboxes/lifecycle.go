@@ -105,9 +105,29 @@ func (m *Manager) StopUserID(ctx context.Context, userID int64) (Instance, error
 	if err != nil {
 		return Instance{}, err
 	}
-	rec, err := m.store.LiveInstance(ctx, u.Group, u.Name)
+	return m.stopUser(ctx, u.Group, u.Name)
+}
+
+// StopUser kills the live sandbox of the named user of a group. An unknown
+// group or user is store.ErrNotFound, a user without a live sandbox
+// ErrNotFound.
+func (m *Manager) StopUser(ctx context.Context, group, user string) (Instance, error) {
+	if err := store.ValidateName("group", group); err != nil {
+		return Instance{}, err
+	}
+	if err := store.ValidateName("user", user); err != nil {
+		return Instance{}, err
+	}
+	if _, err := m.store.GetUser(ctx, group, user); err != nil {
+		return Instance{}, err
+	}
+	return m.stopUser(ctx, group, user)
+}
+
+func (m *Manager) stopUser(ctx context.Context, group, user string) (Instance, error) {
+	rec, err := m.store.LiveInstance(ctx, group, user)
 	if errors.Is(err, store.ErrNotFound) {
-		return Instance{}, fmt.Errorf("user %s/%s has no live sandbox: %w", u.Group, u.Name, ErrNotFound)
+		return Instance{}, fmt.Errorf("user %s/%s has no live sandbox: %w", group, user, ErrNotFound)
 	}
 	if err != nil {
 		return Instance{}, err
@@ -696,12 +716,3 @@ func newPassword() (string, error) {
 }
 
 func idString(id int64) string { return strconv.FormatInt(id, 10) }
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
-}

@@ -137,6 +137,8 @@ type Manager struct {
 
 	reconciled     chan struct{} // closed after Run's first reconciliation
 	reconciledOnce sync.Once
+	subscribed     chan struct{} // closed when Run first follows Docker's events
+	subscribedOnce sync.Once
 
 	killMu sync.Mutex
 	killed map[string]bool // paused containers the engine is killing (see handleEvent)
@@ -147,6 +149,12 @@ type Manager struct {
 // Reconciled is closed once Run has reconciled the records and the routing
 // table with Docker for the first time.
 func (m *Manager) Reconciled() <-chan struct{} { return m.reconciled }
+
+// Subscribed is closed once Run has reconciled and the engine has answered
+// its first request for container events (the engine registers the
+// subscription as it answers): a change made to a container after that
+// reaches the manager as an event.
+func (m *Manager) Subscribed() <-chan struct{} { return m.subscribed }
 
 // settingNode is the setting that holds this thon's node ID, made with the
 // database (store migration 0003).
@@ -193,6 +201,7 @@ func NewManager(st *store.Store, dc *docker.Client, cfg Config) (*Manager, error
 		runCtx:     context.Background(),
 		reconciled: make(chan struct{}),
 		killed:     map[string]bool{},
+		subscribed: make(chan struct{}),
 	}, nil
 }
 
@@ -483,11 +492,13 @@ func dockerErr(err error) error {
 	return err
 }
 
-// ContainerName is the container of a user's sandbox.
-func ContainerName(group, user string) string { return "thon-" + group + "-" + user }
+// ContainerName is the container of a user's sandbox: thon-<group>-<user>,
+// from store.DerivedName, which the store keeps unique among users.
+func ContainerName(group, user string) string { return "thon-" + store.DerivedName(group, user) }
 
-// VolumeName is the named volume of a user's workspace.
-func VolumeName(group, user string) string { return "thon-workspace-" + group + "-" + user }
+// VolumeName is the named volume of a user's workspace:
+// thon-workspace-<group>-<user>, from store.DerivedName.
+func VolumeName(group, user string) string { return "thon-workspace-" + store.DerivedName(group, user) }
 
 // URLPath is where a sandbox is served: /s/<group>/<user>/.
 func URLPath(group, user string) string { return "/s/" + group + "/" + user + "/" }

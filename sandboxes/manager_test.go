@@ -501,7 +501,11 @@ func TestEventsFollowDocker(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	time.Sleep(200 * time.Millisecond) // let Run subscribe; the checks below poll
+	select {
+	case <-e.m.Subscribed():
+	case <-time.After(time.Minute):
+		t.Fatal("Run did not subscribe to Docker's events within a minute")
+	}
 	if out, err := exec.Command("docker", "pause", in.ContainerID).CombinedOutput(); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}

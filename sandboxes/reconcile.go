@@ -89,6 +89,7 @@ func (m *Manager) watch(ctx context.Context, connected func()) error {
 	default:
 	}
 	connected()
+	m.subscribedOnce.Do(func() { close(m.subscribed) })
 	sync := time.NewTicker(m.conf().SyncInterval)
 	defer sync.Stop()
 	for {

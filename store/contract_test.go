@@ -42,6 +42,9 @@ var (
 	_ func(context.Context, string, string, string, string) error   = (*Store)(nil).Audit
 	_ func(context.Context, int) ([]AuditEntry, error)              = (*Store)(nil).ListAudit
 	_ func(context.Context, string) context.Context                 = WithActor
+	_ func(string, string) string                                   = DerivedName
+	_ func(context.Context) error                                   = (*Store)(nil).CheckDerivedNames
+	_ error                                                         = (*NameClashError)(nil)
 	_ error                                                         = (*FieldError)(nil)
 	_                                                               = Resolved{Key: "", Content: "", Source: ""}
 	_                                                               = AuditEntry{ID: 0, Actor: "", Action: "", Target: "", Detail: ""}

@@ -231,7 +231,9 @@ func insertGroup(ctx context.Context, tx *sql.Tx, name, title, eventID string) (
 
 // UpdateGroup renames the group (unless newName is "" or the same name)
 // and sets its title (unless title is nil). It returns ErrConflict if
-// newName is taken. Users stay with the group.
+// newName is taken, and a *NameClashError (field "name") if the rename
+// would give one of its users the DerivedName of another user. Users stay
+// with the group.
 func (s *Store) UpdateGroup(ctx context.Context, name, newName string, title *string) (Group, error) {
 	if newName != "" {
 		if err := ValidateName("name", newName); err != nil {
@@ -273,6 +275,15 @@ func (s *Store) UpdateGroup(ctx context.Context, name, newName string, title *st
 		if err != nil {
 			return fmt.Errorf("update group %q: %w", name, err)
 		}
+		if target != old.Name {
+			renamed := make(map[int64]string, len(old.Users))
+			for _, u := range old.Users {
+				renamed[u.ID] = "name"
+			}
+			if err := checkNewNames(ctx, tx, renamed); err != nil {
+				return err
+			}
+		}
 		if g, err = getGroup(ctx, tx, target); err != nil {
 			return err
 		}
@@ -305,7 +316,8 @@ func (s *Store) DeleteGroup(ctx context.Context, name string) (Group, error) {
 }
 
 // AddUser adds a user to a group. It returns ErrConflict if the group
-// already has a user of that name, and a *FieldError (field "name" or
+// already has a user of that name, a *NameClashError (field "name") if
+// another user has its DerivedName, and a *FieldError (field "name" or
 // "email") for bad input.
 func (s *Store) AddUser(ctx context.Context, group string, u RosterUser) (User, error) {
 	if msg := nameProblem("user", u.Name); msg != "" {
@@ -325,7 +337,11 @@ func (s *Store) AddUser(ctx context.Context, group string, u RosterUser) (User, 
 		} else if !errors.Is(err, ErrNotFound) {
 			return err
 		}
-		if err := insertUser(ctx, tx, gid, group, u); err != nil {
+		id, err := insertUser(ctx, tx, gid, group, u)
+		if err != nil {
+			return err
+		}
+		if err := checkNewNames(ctx, tx, map[int64]string{id: "name"}); err != nil {
 			return err
 		}
 		if out, err = getUser(ctx, tx, group, u.Name); err != nil {
@@ -336,17 +352,19 @@ func (s *Store) AddUser(ctx context.Context, group string, u RosterUser) (User, 
 	return out, err
 }
 
-func insertUser(ctx context.Context, tx *sql.Tx, groupID int64, group string, u RosterUser) error {
+// insertUser adds a user and returns its id. The caller checks its
+// derived name (checkNewNames).
+func insertUser(ctx context.Context, tx *sql.Tx, groupID int64, group string, u RosterUser) (int64, error) {
 	t := formatTime(now())
-	_, err := tx.ExecContext(ctx, `INSERT INTO users (group_id, name, email, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`,
+	res, err := tx.ExecContext(ctx, `INSERT INTO users (group_id, name, email, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`,
 		groupID, u.Name, u.Email, t, t)
 	if isUnique(err) {
-		return fmt.Errorf("user %q in group %q: %w", u.Name, group, ErrConflict)
+		return 0, fmt.Errorf("user %q in group %q: %w", u.Name, group, ErrConflict)
 	}
 	if err != nil {
-		return fmt.Errorf("add user %s/%s: %w", group, u.Name, err)
+		return 0, fmt.Errorf("add user %s/%s: %w", group, u.Name, err)
 	}
-	return nil
+	return res.LastInsertId()
 }
 
 // GetUser returns the named user of the named group.
@@ -406,7 +424,9 @@ func (s *Store) DeleteUser(ctx context.Context, group, user string) (User, error
 }
 
 // TransferUser moves a user to another group, keeping its id and email. It
-// returns ErrConflict if the target group already has a user of that name.
+// returns ErrConflict if the target group already has a user of that name,
+// and a *NameClashError (field "to_group") if the move would give it the
+// DerivedName of another user.
 // Moving a user to its own group changes nothing.
 func (s *Store) TransferUser(ctx context.Context, group, user, toGroup string) (User, error) {
 	var u User
@@ -428,6 +448,9 @@ func (s *Store) TransferUser(ctx context.Context, group, user, toGroup string) (
 			return err
 		}
 		if err := moveUser(ctx, tx, u.ID, to, ""); err != nil {
+			return err
+		}
+		if err := checkNewNames(ctx, tx, map[int64]string{u.ID: "to_group"}); err != nil {
 			return err
 		}
 		if u, err = getUser(ctx, tx, toGroup, user); err != nil {

@@ -25,7 +25,9 @@ func (r ImportResult) changed() bool { return r != ImportResult{} }
 // replaces the stored one, an empty one keeps it), missing ones are created,
 // and nothing is deleted. A user that the roster puts in group G, and that
 // exists only in another group H where the roster does not list it, is
-// moved from H to G (keeping its id). Importing the same roster again
+// moved from H to G (keeping its id). A user created or moved whose
+// DerivedName another user has is a *NameClashError naming the roster
+// entry (field "groups[i].users[j].name"). Importing the same roster again
 // changes nothing and counts nothing. When EventID is set, the event row is
 // created or its title updated, and the groups of the roster are tagged
 // with the event.
@@ -50,16 +52,26 @@ func (s *Store) ImportRoster(ctx context.Context, r Roster) (ImportResult, error
 				inRoster[[2]string{g.Name, u.Name}] = true
 			}
 		}
-		for _, g := range r.Groups {
+		// changed holds the users this import creates or moves, with the
+		// roster field that names them, for the derived-name check.
+		changed := map[int64]string{}
+		for i, g := range r.Groups {
 			gid, err := im.group(ctx, tx, g, r.EventID, &res)
 			if err != nil {
 				return err
 			}
-			for _, u := range g.Users {
-				if err := im.user(ctx, tx, gid, g.Name, u, inRoster, &res); err != nil {
+			for j, u := range g.Users {
+				id, err := im.user(ctx, tx, gid, g.Name, u, inRoster, &res)
+				if err != nil {
 					return err
 				}
+				if id != 0 {
+					changed[id] = fmt.Sprintf("groups[%d].users[%d].name", i, j)
+				}
 			}
+		}
+		if err := checkNewNames(ctx, tx, changed); err != nil {
+			return err
 		}
 		if !res.changed() && !eventChanged {
 			return nil
@@ -195,30 +207,31 @@ func (im *importState) group(ctx context.Context, tx *sql.Tx, g RosterGroup, eve
 	return dg.id, nil
 }
 
-// user creates, updates or moves one roster user of group (id gid).
+// user creates, updates or moves one roster user of group (id gid). It
+// returns the id of a user it created or moved, 0 otherwise.
 func (im *importState) user(ctx context.Context, tx *sql.Tx, gid int64, group string, u RosterUser,
 	inRoster map[[2]string]bool, res *ImportResult,
-) error {
+) (int64, error) {
 	key := [2]string{group, u.Name}
 	if du, ok := im.users[key]; ok {
 		if u.Email == "" || u.Email == du.email {
-			return nil
+			return 0, nil
 		}
 		_, err := tx.ExecContext(ctx, `UPDATE users SET email = ?, updated_at = ? WHERE id = ?`,
 			u.Email, formatTime(now()), du.id)
 		if err != nil {
-			return fmt.Errorf("update user %s/%s: %w", group, u.Name, err)
+			return 0, fmt.Errorf("update user %s/%s: %w", group, u.Name, err)
 		}
 		du.email = u.Email
 		res.UsersUpdated++
-		return nil
+		return 0, nil
 	}
 	for _, cand := range im.byName[u.Name] {
 		if cand.moved || cand.group == group || inRoster[[2]string{cand.group, u.Name}] {
 			continue
 		}
 		if err := moveUser(ctx, tx, cand.id, gid, u.Email); err != nil {
-			return fmt.Errorf("move user %s/%s to %s: %w", cand.group, u.Name, group, err)
+			return 0, fmt.Errorf("move user %s/%s to %s: %w", cand.group, u.Name, group, err)
 		}
 		delete(im.users, [2]string{cand.group, u.Name})
 		cand.moved, cand.group = true, group
@@ -227,13 +240,14 @@ func (im *importState) user(ctx context.Context, tx *sql.Tx, gid int64, group st
 		}
 		im.users[key] = cand
 		res.UsersMoved++
-		return nil
+		return cand.id, nil
 	}
-	if err := insertUser(ctx, tx, gid, group, u); err != nil {
-		return err
+	id, err := insertUser(ctx, tx, gid, group, u)
+	if err != nil {
+		return 0, err
 	}
 	res.UsersCreated++
-	return nil
+	return id, nil
 }
 
 // ExportRoster returns every group and user as a roster, groups and users
