@@ -181,11 +181,11 @@ func validateConsumerName(name string) error {
 	return nil
 }
 
-// UserConsumerName returns the consumer name of a per-user consumer,
-// <group>-<user>, with '/' replaced by '-' and spaces by '_' as the original
-// did.
+// UserConsumerName returns the consumer name of a per-user consumer: the
+// user's derived name (store.DerivedName, which the store keeps unique),
+// with '/' replaced by '-' and spaces by '_' as the original did.
 func UserConsumerName(group, user string) string {
-	return consumerNameReplacer.Replace(group + "-" + user)
+	return consumerNameReplacer.Replace(store.DerivedName(group, user))
 }
 
 // GroupConsumerName returns the consumer name of a per-group consumer,
