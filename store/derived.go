@@ -30,6 +30,10 @@ type NameClashError struct {
 	OtherID int64
 	// Name is the DerivedName both would have ("a-b-c").
 	Name string
+	// Sandbox is set when Other is the user a live sandbox was made for,
+	// under the names Other had then: the sandbox still holds the
+	// container and volume, whatever happened to Other since.
+	Sandbox bool
 
 	found bool // found in the database rather than refused on a write
 }
@@ -39,6 +43,10 @@ func (e *NameClashError) Error() string {
 	if e.found {
 		return fmt.Sprintf("users %q (id %d) and %q (id %d) share the container and volume names made from %q",
 			e.Other, e.OtherID, e.User, e.UserID, e.Name)
+	}
+	if e.Sandbox {
+		return fmt.Sprintf("user %q would share the container and volume names of the live sandbox made for %q (both made from %q): kill that sandbox first",
+			e.User, e.Other, e.Name)
 	}
 	return fmt.Sprintf("user %q would share the container and volume names of user %q (both made from %q)",
 		e.User, e.Other, e.Name)
@@ -92,6 +100,34 @@ func findNameClashes(ctx context.Context, q queryer, changed map[int64]string) (
 			})
 		}
 		byName[key] = append(byName[key], h)
+	}
+	if err := closeRows(rows); err != nil {
+		return nil, fmt.Errorf("check derived names: %w", err)
+	}
+	if changed == nil {
+		return clashes, nil
+	}
+	// A live sandbox keeps the names it was made with, even after its
+	// user was renamed, moved or deleted: a changed user must not take them.
+	rows, err = q.QueryContext(ctx, `SELECT group_name, user_name, COALESCE(user_id, 0) FROM instances WHERE state != ? ORDER BY id`, StateTerminated)
+	if err != nil {
+		return nil, fmt.Errorf("check derived names: %w", err)
+	}
+	for rows.Next() {
+		var live nameHolder
+		if err := rows.Scan(&live.group, &live.user, &live.id); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("check derived names: %w", err)
+		}
+		key := DerivedName(live.group, live.user)
+		for _, h := range byName[key] {
+			if field, ok := changed[h.id]; ok && h.id != live.id {
+				clashes = append(clashes, &NameClashError{
+					Field: field, User: h.String(), UserID: h.id,
+					Other: live.String(), OtherID: live.id, Name: key, Sandbox: true,
+				})
+			}
+		}
 	}
 	if err := closeRows(rows); err != nil {
 		return nil, fmt.Errorf("check derived names: %w", err)

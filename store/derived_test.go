@@ -232,3 +232,39 @@ func TestCheckDerivedNames(t *testing.T) {
 		t.Errorf("after the rename: %v", err)
 	}
 }
+
+// TestLiveSandboxKeepsItsNames: a sandbox keeps the names it was made
+// with after its user is moved away, so no other user may take them
+// while it lives; once it is terminated they are free.
+func TestLiveSandboxKeepsItsNames(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	importGroups(t, s, rosterGroup("a-b", "c"), rosterGroup("a"), rosterGroup("other"))
+	u, err := s.GetUser(ctx, "a-b", "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := s.CreateInstance(ctx, InstanceRecord{Group: "a-b", User: "c", UserID: u.ID, Name: "thon-a-b-c", State: "running", Port: 20001})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.TransferUser(ctx, "a-b", "c", "other"); err != nil {
+		t.Fatalf("moving a-b/c away: %v", err)
+	}
+	before := takeSnapshot(t, s)
+	_, err = s.AddUser(ctx, "a", RosterUser{Name: "b-c"})
+	var ce *NameClashError
+	if !errors.As(err, &ce) || !ce.Sandbox || ce.User != "a/b-c" || ce.Other != "a-b/c" || ce.Field != "name" {
+		t.Fatalf("AddUser(a, b-c) beside the live sandbox of a-b/c: %v (%+v), want a clash with the sandbox", err, ce)
+	}
+	if want := `user "a/b-c" would share the container and volume names of the live sandbox made for "a-b/c" (both made from "a-b-c"): kill that sandbox first`; err.Error() != want {
+		t.Errorf("error = %q\nwant    %q", err, want)
+	}
+	wantUnchanged(t, s, before)
+	if _, err := s.TerminateInstance(ctx, inst.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddUser(ctx, "a", RosterUser{Name: "b-c"}); err != nil {
+		t.Errorf("AddUser(a, b-c) once the sandbox is gone: %v", err)
+	}
+}
