@@ -10,15 +10,18 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/thon-dev/thon/api"
 	"github.com/thon-dev/thon/gateway"
+	"github.com/thon-dev/thon/internal/exclusive"
 	"github.com/thon-dev/thon/sandboxes"
 	"github.com/thon-dev/thon/sandboxes/docker"
 	"github.com/thon-dev/thon/sandboxes/nginx"
@@ -28,13 +31,6 @@ import (
 func init() {
 	caddy.RegisterModule(new(App))
 }
-
-// Workspace modes of a sandbox.
-const (
-	WorkspaceVolume    = "volume"
-	WorkspaceBind      = "bind"
-	WorkspaceEphemeral = "ephemeral"
-)
 
 // App is the thon app: it owns the store and the services built on it, and
 // keeps them across config reloads. Its zero value is usable: state then
@@ -116,9 +112,18 @@ type App struct {
 
 	shared *shared
 	api    *api.Server
-	dbKey  string
+	dbKey  string // this config's reference to shared in pool
+	dirKey string // its reference to the data directory's lock, once started
 	logger *zap.Logger
 	ctx    caddy.Context
+
+	// The engine client and sandbox settings of this config: made and
+	// checked by Provision, handed to the shared manager by Start. The
+	// config closes its client in Cleanup, when the manager has been given
+	// a newer config's or is gone.
+	docker     *docker.Client
+	sandboxCfg sandboxes.Config
+	prev       *App // the running config Start took the manager from, until that one stops (under shared.cfgMu)
 }
 
 // CaddyModule returns the Caddy module information.
@@ -129,9 +134,12 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision resolves placeholders and defaults, and opens the database
+// Provision resolves placeholders and defaults, checks the sandbox
+// settings, makes this config's Docker client and opens the database
 // through a pool shared across config reloads, so a reload never opens it
-// twice. It does no network I/O.
+// twice. It changes nothing a running config uses: Caddy may still refuse
+// this config, and `caddy validate` never starts it. It does no network
+// I/O.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
 	a.logger = ctx.Logger()
@@ -150,21 +158,28 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.Image == "" {
 		a.Image = "thon/sandbox:latest"
 	}
-	if a.WorkspaceMode == "" {
-		a.WorkspaceMode = WorkspaceVolume
+	for _, p := range []struct {
+		name string
+		v    *string
+	}{{"data_dir", &a.DataDir}, {"database", &a.Database}} {
+		abs, err := filepath.Abs(*p.v)
+		if err != nil {
+			return fmt.Errorf("%s %q: %w", p.name, *p.v, err)
+		}
+		*p.v = abs
 	}
 
-	dbPath, err := filepath.Abs(a.Database)
+	cfg, err := a.sandboxConfig(ctx.Slogger().With("component", "sandboxes")).WithDefaults()
 	if err != nil {
-		return fmt.Errorf("database path %q: %v", a.Database, err)
+		return err
 	}
-	a.Database = dbPath
 	dc, err := docker.New(a.DockerHost)
 	if err != nil {
-		return fmt.Errorf("docker_host: %v", err)
+		return fmt.Errorf("docker_host: %w", err)
 	}
-	cfg := a.sandboxConfig(ctx.Slogger().With("component", "sandboxes"))
+	a.docker, a.sandboxCfg = dc, cfg
 
+	dbPath := a.Database
 	a.dbKey = "thon:" + dbPath
 	val, _, err := pool.LoadOrNew(a.dbKey, func() (caddy.Destructor, error) {
 		return openShared(dbPath, dc, cfg)
@@ -174,11 +189,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.shared = val.(*shared)
-	// A reload keeps the manager (its routing table and operations) and
-	// gives it the new settings.
-	if err := a.shared.sandboxes.Reconfigure(dc, cfg); err != nil {
-		return err
-	}
 
 	nginxOpts, err := a.nginxOptions()
 	if err != nil {
@@ -194,7 +204,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.api, err = api.New(api.Options{Store: a.shared.store, Sandboxes: a.shared.sandboxes, Logger: ctx.Slogger(), Nginx: nginxOpts, Lemonade: lemonadeOpts, Gateway: gatewayOpts})
 	if err != nil {
-		return fmt.Errorf("setting up the REST API: %v", err)
+		return fmt.Errorf("setting up the REST API: %w", err)
 	}
 	return nil
 }
@@ -228,17 +238,9 @@ func (a *App) sandboxConfig(logger *slog.Logger) sandboxes.Config {
 	}
 }
 
-// Validate checks the configuration.
+// Validate checks the files the configuration names; Provision has
+// checked the sandbox settings (sandboxes.Config.WithDefaults).
 func (a *App) Validate() error {
-	switch a.WorkspaceMode {
-	case WorkspaceVolume, WorkspaceEphemeral:
-	case WorkspaceBind:
-		if a.WorkspaceDir == "" {
-			return errors.New("workspace_dir: required when workspace_mode is bind")
-		}
-	default:
-		return fmt.Errorf("workspace_mode: %q is not one of volume, bind, ephemeral", a.WorkspaceMode)
-	}
 	for name, p := range map[string]string{
 		"groups_file": a.GroupsFile, "kilo_file": a.KiloFile, "vscode_settings_file": a.VSCodeSettingsFile,
 	} {
@@ -246,16 +248,24 @@ func (a *App) Validate() error {
 			continue
 		}
 		if _, err := os.Stat(p); err != nil {
-			return fmt.Errorf("%s: %v", name, err)
+			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
 	return nil
 }
 
-// Start imports the groups file, if one is configured. An invalid file
-// fails the start with an error naming its line, and the database is left
-// as it was.
+// Start takes the data directory (a second thon on it, or on one of this
+// config's listen addresses, refuses to start), imports the groups file if
+// one is configured, and hands this config's sandbox settings and Docker
+// client to the shared manager. An invalid groups file fails the start
+// with an error naming its line, and the database is left as it was.
 func (a *App) Start() error {
+	if err := a.lockDataDir(); err != nil {
+		return err
+	}
+	if err := exclusive.CheckListen(a.listenAddrs()); err != nil {
+		return err
+	}
 	if err := a.shared.store.CheckDerivedNames(a.ctx); err != nil {
 		return err
 	}
@@ -270,7 +280,7 @@ func (a *App) Start() error {
 		}
 		n, err := a.shared.store.ImportRoster(store.WithActor(a.ctx, "groups_file"), roster)
 		if err != nil {
-			return fmt.Errorf("importing %s: %v", a.GroupsFile, err)
+			return fmt.Errorf("importing %s: %w", a.GroupsFile, err)
 		}
 		a.logger.Info("imported groups file",
 			zap.String("file", a.GroupsFile),
@@ -278,28 +288,109 @@ func (a *App) Start() error {
 			zap.Int("users_created", n.UsersCreated),
 			zap.Int("users_moved", n.UsersMoved))
 	}
+	if err := a.shared.activate(a); err != nil {
+		return err
+	}
 	a.shared.start()
 	if err := a.startGateway(); err != nil {
 		return err
 	}
 	a.startLemonade()
-	a.logger.Info("thon app started", zap.String("database", a.Database))
+	a.logger.Info("thon app started", zap.String("database", a.Database), zap.String("data_dir", a.DataDir))
 	return nil
 }
 
-// Stop does nothing: the sandbox manager's background work (reconciliation,
-// Docker events, the TTL reaper) belongs to the shared state and goes on
-// across reloads until the last config using it is cleaned up.
-func (a *App) Stop() error { return nil }
-
-// Cleanup releases this config's reference to the shared database.
-func (a *App) Cleanup() error {
-	if a.dbKey == "" {
+// lockDataDir takes this process's lock on the data directory the first
+// time a config using it starts; the configs that follow share it (a
+// reload holds it throughout), and the last one cleaned up releases it.
+func (a *App) lockDataDir() error {
+	if a.dirKey != "" {
 		return nil
 	}
-	_, err := pool.Delete(a.dbKey)
-	a.dbKey = ""
-	return err
+	key := "thon-dir:" + a.DataDir
+	if _, _, err := pool.LoadOrNew(key, func() (caddy.Destructor, error) {
+		l, err := exclusive.LockDir(a.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		return dirLock{l}, nil
+	}); err != nil {
+		return err
+	}
+	a.dirKey = key
+	return nil
+}
+
+// dirLock releases the data directory when the pool drops it.
+type dirLock struct{ *exclusive.DirLock }
+
+func (l dirLock) Destruct() error { return l.Close() }
+
+// listenAddrs are the TCP addresses this config's HTTP servers listen on
+// (all apps are provisioned before any starts, so they are known even if
+// the http app starts after this one). exclusive.CheckListen adds the
+// sockets this process listens on already, the admin endpoint's among
+// them.
+func (a *App) listenAddrs() []string {
+	v, err := a.ctx.AppIfConfigured("http")
+	if err != nil {
+		return nil
+	}
+	h, ok := v.(*caddyhttp.App)
+	if !ok || h == nil {
+		return nil
+	}
+	var out []string
+	for _, srv := range h.Servers {
+		for _, l := range srv.Listen {
+			na, err := caddy.ParseNetworkAddress(l)
+			if err != nil || !strings.HasPrefix(na.Network, "tcp") {
+				continue // unix sockets, fds and UDP cannot be shared this way; bad ones fail to bind
+			}
+			for off := range min(na.PortRangeSize(), 1024) {
+				out = append(out, na.JoinHostPort(off))
+			}
+		}
+	}
+	return out
+}
+
+// Stop hands the manager back to the config that was running before this
+// one, if this one started but the config as a whole did not (another
+// app failed to start); Caddy keeps that config running. The manager's
+// background work (reconciliation, Docker events, the TTL reaper) belongs
+// to the shared state and goes on across reloads until the last config
+// using it is cleaned up.
+func (a *App) Stop() error {
+	if a.shared == nil {
+		return nil
+	}
+	return a.shared.deactivate(a)
+}
+
+// Cleanup releases this config's references to the shared database and
+// the data directory's lock, and closes its Docker client: the manager
+// uses a newer config's by now, or has stopped with the shared state.
+func (a *App) Cleanup() error {
+	var errs []error
+	if a.shared != nil {
+		a.shared.forget(a)
+	}
+	if a.dbKey != "" {
+		_, err := pool.Delete(a.dbKey)
+		errs = append(errs, err)
+		a.dbKey = ""
+	}
+	if a.dirKey != "" {
+		_, err := pool.Delete(a.dirKey)
+		errs = append(errs, err)
+		a.dirKey = ""
+	}
+	if a.docker != nil {
+		errs = append(errs, a.docker.Close())
+		a.docker = nil
+	}
+	return errors.Join(errs...)
 }
 
 // Store returns the app's database.
@@ -326,6 +417,9 @@ type shared struct {
 	// the AI gateway's keys, limiters, pending usage and background work
 	gateway *gateway.Runtime
 
+	cfgMu  sync.Mutex
+	active *App // the config whose sandbox settings and Docker client the manager has
+
 	once   sync.Once
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -334,7 +428,7 @@ type shared struct {
 func openShared(dbPath string, dc *docker.Client, cfg sandboxes.Config) (*shared, error) {
 	st, err := store.Open(context.Background(), dbPath)
 	if err != nil {
-		return nil, fmt.Errorf("opening database: %v", err)
+		return nil, fmt.Errorf("opening database: %w", err)
 	}
 	m, err := sandboxes.NewManager(st, dc, cfg)
 	if err != nil {
@@ -342,6 +436,65 @@ func openShared(dbPath string, dc *docker.Client, cfg sandboxes.Config) (*shared
 		return nil, err
 	}
 	return &shared{store: st, sandboxes: m, gateway: gateway.NewRuntime(st, nil), done: make(chan struct{})}, nil
+}
+
+// activate gives the manager a's sandbox settings and Docker client; the
+// config running until now is kept as a's fallback (see deactivate).
+func (s *shared) activate(a *App) error {
+	s.cfgMu.Lock()
+	defer s.cfgMu.Unlock()
+	if s.active == a {
+		return nil
+	}
+	if err := s.sandboxes.Reconfigure(a.docker, a.sandboxCfg); err != nil {
+		return err
+	}
+	a.prev, s.active = s.active, a
+	return nil
+}
+
+// deactivate is a's Stop. When a has the manager and a fallback, a
+// started but its config did not run: the fallback, still running, gets
+// the manager, the gateway and the Lemonade watcher back. When a was replaced (a reload), its successor no
+// longer needs it as a fallback. When a has the manager and no fallback,
+// thon is stopping and the manager stays as it is.
+func (s *shared) deactivate(a *App) error {
+	s.cfgMu.Lock()
+	defer s.cfgMu.Unlock()
+	if s.active != a {
+		if s.active != nil && s.active.prev == a {
+			s.active.prev = nil
+		}
+		return nil
+	}
+	p := a.prev
+	a.prev = nil
+	if p == nil {
+		return nil
+	}
+	if err := s.sandboxes.Reconfigure(p.docker, p.sandboxCfg); err != nil {
+		return err
+	}
+	s.active = p
+	// The gateway's limiter and service and the Lemonade watcher go back
+	// to the running config too.
+	if err := p.startGateway(); err != nil {
+		return err
+	}
+	p.startLemonade()
+	return nil
+}
+
+// forget drops every link to a, which is being cleaned up.
+func (s *shared) forget(a *App) {
+	s.cfgMu.Lock()
+	defer s.cfgMu.Unlock()
+	if s.active == a {
+		s.active = nil
+	} else if s.active != nil && s.active.prev == a {
+		s.active.prev = nil
+	}
+	a.prev = nil
 }
 
 // start runs the manager's background work once, whichever config starts

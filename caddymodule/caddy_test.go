@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,18 @@ import (
 // TestMain keeps Caddy's own files (storage, autosave) out of the user's
 // home directory.
 func TestMain(m *testing.M) {
+	// The go commands the tests run (building thon for the tests of two
+	// processes) keep this machine's caches and settings, which Go
+	// derives from HOME otherwise, and never download modules.
+	out, err := exec.Command("go", "env", "GOCACHE", "GOMODCACHE", "GOPATH", "GOENV").Output()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "go env:", err)
+		os.Exit(1)
+	}
+	for i, v := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		os.Setenv([]string{"GOCACHE", "GOMODCACHE", "GOPATH", "GOENV"}[i], v)
+	}
+	os.Setenv("GOPROXY", "off")
 	dir, err := os.MkdirTemp("", "thon-caddymodule-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

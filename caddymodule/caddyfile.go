@@ -13,6 +13,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+
+	"github.com/thon-dev/thon/sandboxes"
 )
 
 func init() {
@@ -142,9 +144,9 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("workspace: expected volume, ephemeral or bind <dir>")
 			}
 			switch mode := d.Val(); mode {
-			case WorkspaceVolume, WorkspaceEphemeral:
+			case sandboxes.WorkspaceVolume, sandboxes.WorkspaceEphemeral:
 				a.WorkspaceMode, a.WorkspaceDir = mode, ""
-			case WorkspaceBind:
+			case sandboxes.WorkspaceBind:
 				if !d.NextArg() {
 					return d.Errf("workspace bind: missing the host directory")
 				}
@@ -161,11 +163,18 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&first, &last) {
 				return d.Errf("port_range: expected <first> <last>")
 			}
-			var err1, err2 error
-			a.PortStart, err1 = strconv.Atoi(first)
-			a.PortEnd, err2 = strconv.Atoi(last)
-			if err1 != nil || err2 != nil || a.PortStart < 1024 || a.PortEnd > 65535 || a.PortEnd < a.PortStart {
-				return d.Errf("port_range: %s %s is not a range within 1024-65535", first, last)
+			for _, p := range []struct {
+				v string
+				n *int
+			}{{first, &a.PortStart}, {last, &a.PortEnd}} {
+				n, err := strconv.Atoi(p.v)
+				if err != nil {
+					return d.Errf("port_range: %q is not a port number", p.v)
+				}
+				*p.n = n
+			}
+			if err := sandboxes.CheckPortRange(a.PortStart, a.PortEnd); err != nil {
+				return d.Err(err.Error())
 			}
 			continue
 		case "ttl":

@@ -13,6 +13,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/thon-dev/thon/sandboxes"
 )
 
 func TestUnmarshalGlobalOption(t *testing.T) {
@@ -60,7 +62,8 @@ func TestUnmarshalGlobalOption(t *testing.T) {
 		{input: "thon {\n secure maybe\n}", wantErr: `"maybe" is not true or false`},
 		{input: "thon extra", wantErr: "wrong argument count"},
 		{input: "thon {\n port_range 9000\n}", wantErr: "port_range: expected"},
-		{input: "thon {\n port_range 80 90\n}", wantErr: "within 1024-65535"},
+		{input: "thon {\n port_range 80 90\n}", wantErr: "port_range: 80-90 is not a range within 1024-65535"},
+		{input: "thon {\n port_range x 9000\n}", wantErr: `port_range: "x" is not a port number`},
 		{input: "thon {\n ttl soon\n}", wantErr: `ttl: "soon"`},
 		{input: "thon {\n memory 1KB\n}", wantErr: "at least 64MiB"},
 		{input: "thon {\n cpus -1\n}", wantErr: "positive number"},
@@ -270,7 +273,7 @@ func FuzzGlobalOption(f *testing.F) {
 		if a.PortStart != 0 && (a.PortStart < 1024 || a.PortEnd < a.PortStart) {
 			t.Fatalf("accepted bad port range %d-%d", a.PortStart, a.PortEnd)
 		}
-		if a.WorkspaceMode == WorkspaceBind && a.WorkspaceDir == "" {
+		if a.WorkspaceMode == sandboxes.WorkspaceBind && a.WorkspaceDir == "" {
 			t.Fatal("accepted bind without a directory")
 		}
 	})

@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/thon-dev/thon/internal/httpurl"
 )
 
 // Default timeouts of a Client.
@@ -81,12 +83,9 @@ type Client struct {
 // e.g. http://127.0.0.1:13305; a trailing /api/v1 or /v1 is dropped). hc
 // may be nil for a default client; its own Timeout, if any, also applies.
 func NewClient(baseURL, apiKey, adminKey string, hc *http.Client) (*Client, error) {
-	u, err := url.Parse(strings.TrimSpace(baseURL))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("lemonade url: %q is not an http(s) URL", baseURL)
-	}
-	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return nil, fmt.Errorf("lemonade url: %q must not carry a query, fragment or user info", baseURL)
+	u, err := httpurl.Parse(strings.TrimSpace(baseURL), httpurl.Rules{NoQuery: true, NoUserInfo: true})
+	if err != nil {
+		return nil, fmt.Errorf("lemonade url: %w", err)
 	}
 	p := strings.TrimRight(u.Path, "/")
 	for _, suffix := range []string{"/api/v1", "/api/v0", "/v1", "/v0"} {

@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
 
+	"github.com/thon-dev/thon/internal/httpurl"
 	"github.com/thon-dev/thon/internal/jsonc"
 )
 
@@ -98,9 +98,8 @@ func KiloBaseURL(s Settings, o KiloOptions) (string, error) {
 		return "http://" + net.JoinHostPort(host, strconv.Itoa(s.Port)) + "/v1", nil
 	case KiloGatewayPerUser, KiloGatewayPerGroup:
 		if o.GatewayURL != "" {
-			u, err := url.Parse(o.GatewayURL)
-			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				return "", fmt.Errorf("kilo: gateway_url: %q is not an http(s) URL", o.GatewayURL)
+			if err := httpurl.Check(o.GatewayURL, httpurl.Rules{}); err != nil {
+				return "", fmt.Errorf("kilo: gateway_url: %w", err)
 			}
 			return strings.TrimRight(o.GatewayURL, "/"), nil
 		}

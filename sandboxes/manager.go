@@ -68,8 +68,8 @@ const (
 // Config sets up a Manager. Zero values take the defaults noted.
 type Config struct {
 	Image         string // required
-	PortStart     int    // first host port; default 8443
-	PortEnd       int    // last host port, inclusive; default PortStart+999
+	PortStart     int    // first host port; default DefaultPortStart (8443)
+	PortEnd       int    // last host port, inclusive; default PortStart+DefaultPortCount-1
 	ContainerPort int    // code-server's port in the container; default 8443
 
 	Workspace    string // volume (default), bind or ephemeral
@@ -185,7 +185,7 @@ func NewManager(st *store.Store, dc *docker.Client, cfg Config) (*Manager, error
 	if st == nil || dc == nil {
 		return nil, errors.New("sandboxes: store and docker client are required")
 	}
-	cfg, err := cfg.withDefaults()
+	cfg, err := cfg.WithDefaults()
 	if err != nil {
 		return nil, err
 	}
@@ -208,11 +208,18 @@ func NewManager(st *store.Store, dc *docker.Client, cfg Config) (*Manager, error
 // Reconfigure applies a new configuration and engine client, as a config
 // reload does. Sandboxes already running keep their containers; new
 // launches use the new settings. The routing table and records are kept.
+// A cfg that WithDefaults refuses changes nothing.
+//
+// The manager never closes a client: whoever made dc closes it once no
+// manager uses it any more. Operations already under way when Reconfigure
+// returns (a launch, the event stream) finish with the client they
+// started with, so closing the replaced client must leave calls in flight
+// working; docker.Client.Close does, it only drops idle connections.
 func (m *Manager) Reconfigure(dc *docker.Client, cfg Config) error {
 	if dc == nil {
 		return errors.New("sandboxes: docker client is required")
 	}
-	cfg, err := cfg.withDefaults()
+	cfg, err := cfg.WithDefaults()
 	if err != nil {
 		return err
 	}
@@ -221,6 +228,9 @@ func (m *Manager) Reconfigure(dc *docker.Client, cfg Config) error {
 	m.cfgMu.Unlock()
 	return nil
 }
+
+// Docker returns the engine client the manager uses now.
+func (m *Manager) Docker() *docker.Client { return m.dc() }
 
 // conf is the current configuration.
 func (m *Manager) conf() Config {
@@ -236,19 +246,37 @@ func (m *Manager) dc() *docker.Client {
 	return m.docker
 }
 
-// withDefaults checks cfg and fills in its defaults.
-func (cfg Config) withDefaults() (Config, error) {
+// Default host ports of sandboxes: PortStart and the size of the range
+// when PortEnd is not set.
+const (
+	DefaultPortStart = 8443
+	DefaultPortCount = 1000
+)
+
+// CheckPortRange checks a range of host ports handed to sandboxes, first
+// to last inclusive: every setting of it (the Caddyfile's port_range, the
+// app's port_start and port_end, Config) is checked here.
+func CheckPortRange(first, last int) error {
+	if first < 1024 || last > 65535 || last < first {
+		return &store.FieldError{Field: "port_range", Msg: fmt.Sprintf("%d-%d is not a range within 1024-65535", first, last)}
+	}
+	return nil
+}
+
+// WithDefaults checks cfg and fills in its defaults, as NewManager and
+// Reconfigure do: a config can be checked this way before it is applied.
+func (cfg Config) WithDefaults() (Config, error) {
 	if cfg.Image == "" {
 		return cfg, &store.FieldError{Field: "image", Msg: "required"}
 	}
 	if cfg.PortStart == 0 {
-		cfg.PortStart = 8443
+		cfg.PortStart = DefaultPortStart
 	}
 	if cfg.PortEnd == 0 {
-		cfg.PortEnd = cfg.PortStart + 999
+		cfg.PortEnd = cfg.PortStart + DefaultPortCount - 1
 	}
-	if cfg.PortStart < 1024 || cfg.PortEnd > 65535 || cfg.PortEnd < cfg.PortStart {
-		return cfg, &store.FieldError{Field: "port_range", Msg: fmt.Sprintf("%d-%d is not a range within 1024-65535", cfg.PortStart, cfg.PortEnd)}
+	if err := CheckPortRange(cfg.PortStart, cfg.PortEnd); err != nil {
+		return cfg, err
 	}
 	if cfg.ContainerPort == 0 {
 		cfg.ContainerPort = 8443

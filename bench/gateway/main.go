@@ -44,6 +44,7 @@ import (
 	"time"
 
 	"github.com/thon-dev/thon/bench/internal/benchkit"
+	"github.com/thon-dev/thon/internal/serverproc"
 )
 
 // options are the command line.
@@ -116,14 +117,14 @@ func run(ctx context.Context, o options) error {
 	}
 	defer up.close()
 
-	ports, err := benchkit.FreePorts(7)
+	ports, err := serverproc.FreePorts(7)
 	if err != nil {
 		return err
 	}
 	thonAdmin, thonSite, redisAdmin, redisSite, caddyAdmin, caddySite, nginxSite := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], ports[6]
 
 	var fes []frontEnd
-	procs := map[string]*benchkit.Proc{}
+	procs := map[string]*serverproc.Proc{}
 	startThon := func(name string, adminPort, site int, gatewayBlock string) error {
 		p, err := work.StartCaddy(name, thonCaddyfile(adminPort, site, filepath.Join(work.Dir, name), up.addr(), lemonadeKey, gatewayBlock))
 		if err != nil {
@@ -268,7 +269,7 @@ func setupConsumer(ctx context.Context, adminPort int) (string, error) {
 
 // waitAnswer waits until the front end answers a chat completion with the
 // upstream's answer.
-func waitAnswer(ctx context.Context, p *benchkit.Proc, fe frontEnd, want []byte) error {
+func waitAnswer(ctx context.Context, p *serverproc.Proc, fe frontEnd, want []byte) error {
 	client := &http.Client{Timeout: 5 * time.Second}
 	return p.Poll(ctx, 100*time.Millisecond, time.Minute, fe.name+" does not answer the upstream's completion", func() error {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, fe.url, strings.NewReader(requestBody))

@@ -48,6 +48,7 @@ import (
 	"time"
 
 	"github.com/thon-dev/thon/bench/internal/benchkit"
+	"github.com/thon-dev/thon/internal/serverproc"
 )
 
 // options are the command line.
@@ -120,7 +121,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer work.Remove()
 
-	ports, err := benchkit.FreePorts(9)
+	ports, err := serverproc.FreePorts(9)
 	if err != nil {
 		return err
 	}
@@ -189,7 +190,7 @@ func run(ctx context.Context, o options) error {
 		{"nginx", "http://" + base(nginxHTTP) + prefix + "/", "ws://" + base(nginxHTTP) + prefix + "/ws"},
 		{"nginx-keepalive", "http://" + base(nginxKeepalive) + prefix + "/", "ws://" + base(nginxKeepalive) + prefix + "/ws"},
 	}
-	procs := map[string]*benchkit.Proc{"thon": thon, "thon-flush": thon, "caddy": caddy, "caddy-tuned": caddy, "nginx": ngx, "nginx-keepalive": ngx}
+	procs := map[string]*serverproc.Proc{"thon": thon, "thon-flush": thon, "caddy": caddy, "caddy-tuned": caddy, "nginx": ngx, "nginx-keepalive": ngx}
 	var pageSizes []string
 	// Every front end serves the sandbox's own page for "/", prefix
 	// stripped, and echoes WebSocket messages.

@@ -1,12 +1,13 @@
 package benchkit
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+
+	"github.com/thon-dev/thon/internal/serverproc"
 )
 
 // Workspace is where a benchmark keeps its files: a temporary directory,
@@ -14,7 +15,7 @@ import (
 type Workspace struct {
 	Dir  string   // temporary, removed by Remove
 	Thon string   // thon binary
-	Env  []string // see CaddyEnv
+	Env  []string // see serverproc.CaddyEnv
 }
 
 // Workspace makes a temporary directory for the benchmark name and takes
@@ -30,7 +31,7 @@ func (f Flags) Workspace(ctx context.Context, name string) (*Workspace, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	return &Workspace{Dir: dir, Thon: bin, Env: CaddyEnv(dir)}, nil
+	return &Workspace{Dir: dir, Thon: bin, Env: serverproc.CaddyEnv(dir)}, nil
 }
 
 // thonBinary is the -thon binary or, without one, ./cmd/thon built into
@@ -40,7 +41,7 @@ func (f Flags) thonBinary(ctx context.Context, dir string) (string, error) {
 		return f.Thon, nil
 	}
 	fmt.Fprintln(os.Stderr, "building ./cmd/thon ...")
-	return BuildThon(ctx, f.Go, filepath.Join(dir, "bin"))
+	return serverproc.BuildThon(ctx, f.Go, filepath.Join(dir, "bin"))
 }
 
 // Remove removes the directory and everything in it.
@@ -51,41 +52,20 @@ func (w *Workspace) Remove() {
 // StartCaddy writes caddyfile to name.Caddyfile in the directory and runs
 // the workspace's thon (as thon, or as plain Caddy) with it, logging to
 // name.log there.
-func (w *Workspace) StartCaddy(name, caddyfile string) (*Proc, error) {
+func (w *Workspace) StartCaddy(name, caddyfile string) (*serverproc.Proc, error) {
 	file := filepath.Join(w.Dir, name+".Caddyfile")
 	if err := os.WriteFile(file, []byte(caddyfile), 0o600); err != nil {
 		return nil, err
 	}
-	return StartProc(name, filepath.Join(w.Dir, name+".log"), w.Env, w.Thon, "run", "--config", file, "--adapter", "caddyfile")
+	return serverproc.Start(name, filepath.Join(w.Dir, name+".log"), w.Env, w.Thon, "run", "--config", file, "--adapter", "caddyfile")
 }
 
 // StartNginx checks the configuration conf with `nginx -t`, then runs
 // nginx (bin) in the foreground with conf's directory as its prefix,
 // logging to nginx.log in the workspace.
-func (w *Workspace) StartNginx(ctx context.Context, bin, conf string) (*Proc, error) {
+func (w *Workspace) StartNginx(ctx context.Context, bin, conf string) (*serverproc.Proc, error) {
 	if out, err := exec.CommandContext(ctx, bin, "-t", "-c", conf).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("nginx -t: %v\n%s", err, out)
 	}
-	return StartProc("nginx", filepath.Join(w.Dir, "nginx.log"), w.Env, bin, "-p", filepath.Dir(conf), "-c", conf, "-g", "daemon off;")
-}
-
-// CaddyEnv is the environment for the servers a benchmark starts: its
-// own, with HOME and the XDG directories under dir/home, so that Caddy's
-// storage and autosave stay in dir.
-func CaddyEnv(dir string) []string {
-	home := filepath.Join(dir, "home")
-	return append(os.Environ(), "HOME="+home, "XDG_DATA_HOME="+filepath.Join(home, "data"), "XDG_CONFIG_HOME="+filepath.Join(home, "config"))
-}
-
-// BuildThon builds ./cmd/thon into dir with goBin, as `make build` does,
-// and returns the binary's path.
-func BuildThon(ctx context.Context, goBin, dir string) (string, error) {
-	out := filepath.Join(dir, "thon")
-	cmd := exec.CommandContext(ctx, goBin, "build", "-tags", "nobadger,nomysql,nopgx", "-o", out, "./cmd/thon")
-	var b bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &b, &b
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/thon: %v\n%s", err, b.String())
-	}
-	return out, nil
+	return serverproc.Start("nginx", filepath.Join(w.Dir, "nginx.log"), w.Env, bin, "-p", filepath.Dir(conf), "-c", conf, "-g", "daemon off;")
 }

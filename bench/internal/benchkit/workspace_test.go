@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/thon-dev/thon/internal/serverproc"
 )
 
 func TestWorkspace(t *testing.T) {
@@ -25,6 +27,24 @@ func TestWorkspace(t *testing.T) {
 	if w.Thon != os.Args[0] {
 		t.Errorf("thon %s", w.Thon)
 	}
+	// StartCaddy writes the Caddyfile and runs thon with it.
+	env := w.Env
+	w.Env = append(w.Env, helperEnv+"=args")
+	p, err := w.StartCaddy("thon", "{\n\tadmin off\n}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err, exited := p.Wait(time.Minute); !exited || err != nil {
+		t.Fatalf("thon: %v, exited %v", err, exited)
+	}
+	file := filepath.Join(w.Dir, "thon.Caddyfile")
+	if b, err := os.ReadFile(file); err != nil || string(b) != "{\n\tadmin off\n}\n" {
+		t.Errorf("Caddyfile %q, %v", b, err)
+	}
+	if want := "serving with run --config " + file + " --adapter caddyfile\n"; p.Tail() != want {
+		t.Errorf("log %q, want %q", p.Tail(), want)
+	}
+	w.Env = env
 	if got := strings.Join(w.Env[len(w.Env)-3:], " "); got != "HOME="+w.Dir+"/home XDG_DATA_HOME="+w.Dir+"/home/data XDG_CONFIG_HOME="+w.Dir+"/home/config" {
 		t.Errorf("env ends with %s", got)
 	}
@@ -55,7 +75,7 @@ func TestStartNginx(t *testing.T) {
 	if _, err := exec.LookPath(bin); err != nil {
 		t.Fatalf("nginx is required (apt-get install nginx): %v", err)
 	}
-	ports, err := FreePorts(1)
+	ports, err := serverproc.FreePorts(1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,9 @@
-package benchkit
+package serverproc
 
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,8 +13,36 @@ import (
 	"time"
 )
 
+// helperEnv makes the test binary, started again by a test, act as the
+// server a test needs instead of running the tests.
+const helperEnv = "SERVERPROC_TEST_HELPER"
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(helperEnv) {
+	case "":
+		os.Exit(m.Run())
+	case "serve":
+		// A server on 127.0.0.1:$PORT, as thon or nginx: "/" answers 200,
+		// anything else 404.
+		fmt.Println("serving with", strings.Join(os.Args[1:], " "))
+		ln, err := net.Listen("tcp", "127.0.0.1:"+os.Getenv("PORT"))
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/" {
+				http.NotFound(w, r)
+			}
+		}))
+	case "exit":
+		fmt.Fprintln(os.Stderr, "bad config")
+		os.Exit(3)
+	}
+}
+
 // startHelper starts the test binary as a server on a free port, as a
-// benchmark starts thon.
+// test starts thon.
 func startHelper(t *testing.T, name string) (*Proc, int, string) {
 	t.Helper()
 	port, err := FreePort()
@@ -21,8 +50,8 @@ func startHelper(t *testing.T, name string) (*Proc, int, string) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	w := &Workspace{Dir: dir, Thon: os.Args[0], Env: append(CaddyEnv(dir), helperEnv+"=serve", "PORT="+strconv.Itoa(port))}
-	p, err := w.StartCaddy(name, "{\n\tadmin off\n}\n")
+	env := append(CaddyEnv(dir), helperEnv+"=serve", "PORT="+strconv.Itoa(port))
+	p, err := Start(name, filepath.Join(dir, name+".log"), env, os.Args[0], "run", "--here")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,12 +66,17 @@ func TestProcWaitHTTP(t *testing.T) {
 	if err := p.WaitHTTP(ctx, url, http.StatusOK, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	file := filepath.Join(dir, "thon.Caddyfile")
-	if b, err := os.ReadFile(file); err != nil || string(b) != "{\n\tadmin off\n}\n" {
-		t.Errorf("Caddyfile %q, %v", b, err)
-	}
-	if want := "serving with run --config " + file + " --adapter caddyfile\n"; p.Tail() != want {
+	if want := "serving with run --here\n"; p.Tail() != want {
 		t.Errorf("log %q, want %q", p.Tail(), want)
+	}
+	if err, exited := p.Wait(10 * time.Millisecond); exited {
+		t.Errorf("Wait: exited (%v) while serving", err)
+	}
+	if p.PID() <= 0 {
+		t.Errorf("PID %d", p.PID())
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "thon.log")); err != nil || string(b) != p.Tail() {
+		t.Errorf("log file %q, %v", b, err)
 	}
 
 	err := p.WaitHTTP(ctx, url+"missing", http.StatusOK, 200*time.Millisecond)
@@ -60,6 +94,9 @@ func TestProcWaitHTTP(t *testing.T) {
 	if err := p.WaitHTTP(ctx, url, http.StatusOK, time.Minute); err == nil || !strings.HasPrefix(err.Error(), "thon exited (signal: terminated):\nserving with") {
 		t.Errorf("after Stop: %v", err)
 	}
+	if err, exited := p.Wait(time.Minute); !exited || err == nil || err.Error() != "signal: terminated" {
+		t.Errorf("Wait after Stop: %v %v", err, exited)
+	}
 	p.Stop() // stopped twice
 	var none *Proc
 	none.Stop()
@@ -71,7 +108,7 @@ func TestProcExits(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	p, err := StartProc("nginx", filepath.Join(dir, "nginx.log"), append(os.Environ(), helperEnv+"=exit"), os.Args[0])
+	p, err := Start("nginx", filepath.Join(dir, "nginx.log"), append(os.Environ(), helperEnv+"=exit"), os.Args[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,10 +118,10 @@ func TestProcExits(t *testing.T) {
 		t.Errorf("exited: %v", err)
 	}
 
-	if _, err := StartProc("x", filepath.Join(dir, "x.log"), nil, filepath.Join(dir, "missing")); err == nil || !strings.HasPrefix(err.Error(), "starting x: ") {
+	if _, err := Start("x", filepath.Join(dir, "x.log"), nil, filepath.Join(dir, "missing")); err == nil || !strings.HasPrefix(err.Error(), "starting x: ") {
 		t.Errorf("missing binary: %v", err)
 	}
-	if _, err := StartProc("x", filepath.Join(dir, "no", "x.log"), nil, os.Args[0]); err == nil {
+	if _, err := Start("x", filepath.Join(dir, "no", "x.log"), nil, os.Args[0]); err == nil {
 		t.Error("no error for a log in a missing directory")
 	}
 }
@@ -109,7 +146,7 @@ func TestProcPoll(t *testing.T) {
 	}
 }
 
-func TestFreePortsAndRequire(t *testing.T) {
+func TestFreePorts(t *testing.T) {
 	ports, err := FreePorts(3)
 	if err != nil || len(ports) != 3 {
 		t.Fatalf("%v %v", ports, err)
@@ -117,22 +154,6 @@ func TestFreePortsAndRequire(t *testing.T) {
 	for _, p := range ports {
 		if p <= 0 || p > 65535 {
 			t.Errorf("port %d", p)
-		}
-	}
-	if err := Require("sh", os.Args[0]); err != nil {
-		t.Error(err)
-	}
-	if err := Require("sh", "no-such-program-benchkit"); err == nil || !strings.HasPrefix(err.Error(), "no-such-program-benchkit is required: ") {
-		t.Errorf("missing program: %v", err)
-	}
-}
-
-func TestPortBase(t *testing.T) {
-	for _, n := range []int{1, 20, 220, 39999} {
-		for range 200 {
-			if p := PortBase(n); p < 20000 || p+n > 60000 {
-				t.Fatalf("PortBase(%d) = %d", n, p)
-			}
 		}
 	}
 }

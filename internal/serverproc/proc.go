@@ -1,16 +1,20 @@
-package benchkit
+// Package serverproc runs the servers that tests and benchmarks start in
+// their own processes (thon, plain Caddy, nginx): it starts one with its
+// output in a log file, waits for it to answer, and stops it by pid,
+// waiting for it to exit.
+package serverproc
 
 import (
+	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -24,9 +28,9 @@ type Proc struct {
 	err  error         // how it exited, set before done is closed
 }
 
-// StartProc starts bin with args and env in its own process group, its
+// Start starts bin with args and env in its own process group, its
 // output going to logPath. name names it in errors.
-func StartProc(name, logPath string, env []string, bin string, args ...string) (*Proc, error) {
+func Start(name, logPath string, env []string, bin string, args ...string) (*Proc, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -37,7 +41,7 @@ func StartProc(name, logPath string, env []string, bin string, args ...string) (
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return nil, fmt.Errorf("starting %s: %v", name, err)
+		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	p := &Proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
 	go func() {
@@ -65,6 +69,20 @@ func (p *Proc) Stop() {
 	case <-time.After(15 * time.Second):
 		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 		<-p.done
+	}
+}
+
+// PID is the process's id.
+func (p *Proc) PID() int { return p.cmd.Process.Pid }
+
+// Wait waits up to timeout for the process to exit by itself. It returns
+// how it exited, and false if it still runs.
+func (p *Proc) Wait(timeout time.Duration) (error, bool) {
+	select {
+	case <-p.done:
+		return p.err, true
+	case <-time.After(timeout):
+		return nil, false
 	}
 }
 
@@ -120,6 +138,28 @@ func (p *Proc) WaitHTTP(ctx context.Context, url string, want int, timeout time.
 	})
 }
 
+// CaddyEnv is the environment for the servers a test or benchmark starts
+// in dir: its own, with HOME and the XDG directories under dir/home, so
+// that Caddy's storage and autosave stay in dir.
+func CaddyEnv(dir string) []string {
+	home := filepath.Join(dir, "home")
+	return append(os.Environ(), "HOME="+home, "XDG_DATA_HOME="+filepath.Join(home, "data"), "XDG_CONFIG_HOME="+filepath.Join(home, "config"))
+}
+
+// BuildThon builds thon's ./cmd/thon into dir with goBin, as `make build`
+// does, and returns the binary's path. It works from any directory of
+// the module.
+func BuildThon(ctx context.Context, goBin, dir string) (string, error) {
+	out := filepath.Join(dir, "thon")
+	cmd := exec.CommandContext(ctx, goBin, "build", "-tags", "nobadger,nomysql,nopgx", "-o", out, "github.com/thon-dev/thon/cmd/thon")
+	var b bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &b, &b
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/thon: %w\n%s", err, b.String())
+	}
+	return out, nil
+}
+
 // FreePort returns a loopback port that was free a moment ago.
 func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -140,25 +180,4 @@ func FreePorts(n int) ([]int, error) {
 		}
 	}
 	return ports, nil
-}
-
-// PortBase returns the first of n ports chosen at random from 20000 to
-// 60000, so that runs, and tests running at the same time, rarely meet;
-// the callers skip ports that are taken anyway.
-func PortBase(n int) int {
-	v, err := rand.Int(rand.Reader, big.NewInt(int64(40000-n)))
-	if err != nil {
-		panic(err)
-	}
-	return 20000 + int(v.Int64())
-}
-
-// Require checks that every one of bins can be run.
-func Require(bins ...string) error {
-	for _, bin := range bins {
-		if _, err := exec.LookPath(bin); err != nil {
-			return fmt.Errorf("%s is required: %v", bin, err)
-		}
-	}
-	return nil
 }
