@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
-	"net/url"
 	"strconv"
 	"strings"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/thon-dev/thon/gateway"
+	"github.com/thon-dev/thon/internal/httpurl"
 	"github.com/thon-dev/thon/llm"
 )
 
@@ -130,11 +130,10 @@ func checkHostPort(v string) error {
 	return nil
 }
 
-// checkKiloURL accepts an http(s) URL with a host.
+// checkKiloURL accepts an http(s) URL with a host (httpurl's rule).
 func checkKiloURL(v string) error {
-	u, err := url.Parse(v)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%q is not an http(s) URL such as https://thon.example.org/v1", v)
+	if err := httpurl.Check(v, httpurl.Rules{}); err != nil {
+		return fmt.Errorf("%w, such as https://thon.example.org/v1", err)
 	}
 	return nil
 }
