@@ -35,7 +35,7 @@ func (APIHandler) CaddyModule() caddy.ModuleInfo {
 func (h *APIHandler) Provision(ctx caddy.Context) error {
 	app, err := ctx.App("thon")
 	if err != nil {
-		return fmt.Errorf("getting thon app: %v", err)
+		return fmt.Errorf("getting thon app: %w", err)
 	}
 	h.app = app.(*App)
 	return nil

@@ -45,11 +45,11 @@ func (h *CACert) Provision(ctx caddy.Context) error {
 	}
 	app, err := ctx.App("pki")
 	if err != nil {
-		return fmt.Errorf("getting pki app: %v", err)
+		return fmt.Errorf("getting pki app: %w", err)
 	}
 	ca, err := app.(*caddypki.PKI).GetCA(ctx, h.CA)
 	if err != nil {
-		return fmt.Errorf("ca %q: %v", h.CA, err)
+		return fmt.Errorf("ca %q: %w", h.CA, err)
 	}
 	h.pem = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.RootCertificate().Raw})
 	return nil

@@ -195,7 +195,7 @@ func (h *SandboxRouter) Provision(ctx caddy.Context) error {
 	}
 	app, err := ctx.App("thon")
 	if err != nil {
-		return fmt.Errorf("getting thon app: %v", err)
+		return fmt.Errorf("getting thon app: %w", err)
 	}
 	h.routes = app.(*App).Sandboxes().Routes()
 	return nil

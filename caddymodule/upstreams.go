@@ -42,7 +42,7 @@ func (SandboxUpstreams) CaddyModule() caddy.ModuleInfo {
 func (u *SandboxUpstreams) Provision(ctx caddy.Context) error {
 	app, err := ctx.App("thon")
 	if err != nil {
-		return fmt.Errorf("getting thon app: %v", err)
+		return fmt.Errorf("getting thon app: %w", err)
 	}
 	u.routes = app.(*App).Sandboxes().Routes()
 	return nil

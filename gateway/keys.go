@@ -29,7 +29,7 @@ const keyShownChars = len(KeyPrefixMark) + 6
 func NewKey() (string, error) {
 	var b [keyRandomBytes]byte
 	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("reading random bytes for an api key: %v", err)
+		return "", fmt.Errorf("reading random bytes for an api key: %w", err)
 	}
 	return KeyPrefixMark + base64.RawURLEncoding.EncodeToString(b[:]), nil
 }
@@ -101,7 +101,7 @@ func (k *Keyring) Set(consumers []Consumer) error {
 		}
 		sum, err := parseKeyHash(c.KeyHash)
 		if err != nil {
-			return fmt.Errorf("consumers[%d].key_hash: %v", i, err)
+			return fmt.Errorf("consumers[%d].key_hash: %w", i, err)
 		}
 		if j, dup := names[c.Name]; dup {
 			return fmt.Errorf("consumers[%d].name: %q already used by consumers[%d]", i, c.Name, j)
@@ -146,7 +146,7 @@ func parseKeyHash(h string) ([sha256.Size]byte, error) {
 		return sum, fmt.Errorf("must be %d hex characters, got %d", 2*sha256.Size, len(h))
 	}
 	if _, err := hex.Decode(sum[:], []byte(h)); err != nil {
-		return sum, fmt.Errorf("not hex: %v", err)
+		return sum, fmt.Errorf("not hex: %w", err)
 	}
 	return sum, nil
 }

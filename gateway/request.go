@@ -237,7 +237,7 @@ func (e Estimator) Estimate(body []byte) (model string, u Usage, err error) {
 		if bytes.IndexByte(raw, '\\') < 0 {
 			model = string(raw[1 : len(raw)-1])
 		} else if err := json.Unmarshal(raw, &model); err != nil {
-			return "", Usage{}, fmt.Errorf("model: %v", err)
+			return "", Usage{}, fmt.Errorf("model: %w", err)
 		}
 	}
 
@@ -283,7 +283,7 @@ func (e Estimator) Estimate(body []byte) (model string, u Usage, err error) {
 			if raw := obj.get(k); !isNull(raw) {
 				n, err := parseCount(raw)
 				if err != nil {
-					return "", Usage{}, fmt.Errorf("%s: %v", k, err)
+					return "", Usage{}, fmt.Errorf("%s: %w", k, err)
 				}
 				completion = n
 			}

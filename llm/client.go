@@ -242,7 +242,7 @@ func (c *Client) Pull(ctx context.Context, req PullRequest, fn func(PullProgress
 		case "progress", "":
 			var p PullProgress
 			if err := json.Unmarshal([]byte(ev.Data), &p); err != nil {
-				return fmt.Errorf("lemonade pull: bad progress event: %v", err)
+				return fmt.Errorf("lemonade pull: bad progress event: %w", err)
 			}
 			if fn != nil {
 				fn(p)

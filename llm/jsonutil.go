@@ -72,7 +72,7 @@ func jsonError(name string, data []byte, offset int64, err error) error {
 		err = errors.New("unexpected end of input")
 	}
 	line, col := lineCol(data, offset)
-	return fmt.Errorf("%s:%d:%d: %v", name, line, col, err)
+	return fmt.Errorf("%s:%d:%d: %w", name, line, col, err)
 }
 
 // lineCol turns a byte offset into a 1-based line and column.

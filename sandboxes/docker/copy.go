@@ -48,7 +48,7 @@ func (c *Client) CopyFiles(ctx context.Context, id string, files []File) error {
 	seen := make(map[string]bool, len(files))
 	for _, f := range files {
 		if err := checkFile(f); err != nil {
-			return fmt.Errorf("copy to container %s: %v", id, err)
+			return fmt.Errorf("copy to container %s: %w", id, err)
 		}
 		if seen[f.Path] {
 			return fmt.Errorf("copy to container %s: path %q: given twice", id, f.Path)
@@ -124,7 +124,7 @@ func (c *Client) CopyFiles(ctx context.Context, id string, files []File) error {
 
 	archive, err := filesArchive(dirs, owner, files)
 	if err != nil {
-		return fmt.Errorf("copy to container %s: %v", id, err)
+		return fmt.Errorf("copy to container %s: %w", id, err)
 	}
 	err = c.api.CopyToContainer(ctx, id, "/", bytes.NewReader(archive), container.CopyToContainerOptions{})
 	if err != nil {

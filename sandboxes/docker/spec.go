@@ -120,7 +120,7 @@ func (s *Spec) validate(host string) error {
 	targets := make(map[string]bool)
 	for i, m := range s.Mounts {
 		if err := m.validate(host); err != nil {
-			return fmt.Errorf("spec Mounts[%d]: %v", i, err)
+			return fmt.Errorf("spec Mounts[%d]: %w", i, err)
 		}
 		if targets[m.Target] {
 			return fmt.Errorf("spec Mounts[%d]: target %s mounted twice", i, m.Target)
