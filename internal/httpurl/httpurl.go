@@ -7,7 +7,9 @@ package httpurl
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"strings"
 )
 
 // ErrInvalid matches every error of Parse and Check.
@@ -29,6 +31,10 @@ func (e *Error) Is(target error) bool { return target == ErrInvalid }
 type Rules struct {
 	NoQuery    bool // no query and no fragment
 	NoUserInfo bool // no user:password@
+	// HTTPSOrLoopback refuses plain http unless the host is a loopback
+	// address or localhost: for URLs that secrets are sent to (an
+	// identity provider's token endpoint) or that vouch for identities.
+	HTTPSOrLoopback bool
 }
 
 // Parse parses v as an absolute http or https URL with a host, within
@@ -44,7 +50,20 @@ func Parse(v string, rules Rules) (*url.URL, error) {
 	if rules.NoUserInfo && u.User != nil {
 		return nil, &Error{Value: v, Reason: "must not carry user info"}
 	}
+	if rules.HTTPSOrLoopback && u.Scheme != "https" && !IsLoopback(u.Hostname()) {
+		return nil, &Error{Value: v, Reason: "must use https (plain http only for a loopback address)"}
+	}
 	return u, nil
+}
+
+// IsLoopback reports whether host (a URL's Hostname, without port or
+// brackets) is localhost or a loopback IP address.
+func IsLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Check is Parse for callers that keep v as it is.

@@ -27,6 +27,14 @@ func TestParse(t *testing.T) {
 		{"http://h/?", strict, `"http://h/?" must not carry a query or fragment`},
 		{"http://h/#top", strict, `"http://h/#top" must not carry a query or fragment`},
 		{"http://u:p@h/", strict, `"http://u:p@h/" must not carry user info`},
+		{"https://idp.example.org/realms/x", Rules{HTTPSOrLoopback: true}, ""},
+		{"http://127.0.0.1:8080/", Rules{HTTPSOrLoopback: true}, ""},
+		{"http://127.9.0.1/", Rules{HTTPSOrLoopback: true}, ""},
+		{"http://[::1]:8080/", Rules{HTTPSOrLoopback: true}, ""},
+		{"http://LocalHost:9000", Rules{HTTPSOrLoopback: true}, ""},
+		{"http://idp.example.org/", Rules{HTTPSOrLoopback: true}, `"http://idp.example.org/" must use https (plain http only for a loopback address)`},
+		{"http://10.0.0.1/", Rules{HTTPSOrLoopback: true}, `"http://10.0.0.1/" must use https (plain http only for a loopback address)`},
+		{"http://localhost.example.org/", Rules{HTTPSOrLoopback: true}, `"http://localhost.example.org/" must use https (plain http only for a loopback address)`},
 	} {
 		u, err := Parse(tc.v, tc.rules)
 		if tc.err == "" {
