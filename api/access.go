@@ -184,13 +184,8 @@ func (s *Server) checkCSRF(r *http.Request, a access, p auth.Principal) error {
 	}
 	token := r.Header.Get(auth.CSRFHeader)
 	if token == "" && err == nil && mt == "application/x-www-form-urlencoded" {
-		r.Body = http.MaxBytesReader(nil, r.Body, s.maxBody)
-		if perr := r.ParseForm(); perr != nil {
-			var tooBig *http.MaxBytesError
-			if errors.As(perr, &tooBig) {
-				return perr
-			}
-			return badRequest("", "invalid form body: %v", perr)
+		if err := s.parseForm(r); err != nil {
+			return err
 		}
 		token = r.PostForm.Get(auth.CSRFField)
 	}
@@ -205,4 +200,21 @@ func (s *Server) checkCSRF(r *http.Request, a access, p auth.Principal) error {
 			auth.ErrCSRF, auth.CSRFHeader)
 	}
 	return fmt.Errorf("%w: send a JSON body, or the form of the page this request comes from", auth.ErrCSRF)
+}
+
+// parseForm parses an HTML form body of at most the JSON body limit into
+// r.PostForm (once: a parsed form stays parsed).
+func (s *Server) parseForm(r *http.Request) error {
+	if r.PostForm != nil {
+		return nil
+	}
+	r.Body = http.MaxBytesReader(nil, r.Body, s.maxBody)
+	if err := r.ParseForm(); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return err
+		}
+		return badRequest("", "invalid form body: %v", err)
+	}
+	return nil
 }

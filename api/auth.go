@@ -90,14 +90,14 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	http.SetCookie(w, auth.SessionCookie(r, iss))
+	http.SetCookie(w, s.auth.SessionCookie(r, iss))
 	writeJSON(w, http.StatusOK, newSessionResponse(iss))
 	return nil
 }
 
 func (s *Server) loginForm(w http.ResponseWriter, r *http.Request) error {
-	if err := r.ParseForm(); err != nil { // parsed already by the CSRF check
-		return badRequest("", "invalid form body: %v", err)
+	if err := s.parseForm(r); err != nil {
+		return err
 	}
 	next := localPath(r.PostForm.Get("next"))
 	page := loginPage{Next: next, Login: r.PostForm.Get("login"), Token: r.PostForm.Get(auth.CSRFField), Enabled: true}
@@ -119,7 +119,7 @@ func (s *Server) loginForm(w http.ResponseWriter, r *http.Request) error {
 		page.Error = sentence(body.Error)
 		return s.renderLogin(w, status, page)
 	}
-	http.SetCookie(w, auth.SessionCookie(r, iss))
+	http.SetCookie(w, s.auth.SessionCookie(r, iss))
 	http.Redirect(w, r, next, http.StatusSeeOther)
 	return nil
 }
@@ -175,7 +175,7 @@ func (s *Server) setup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	http.SetCookie(w, auth.SessionCookie(r, iss))
+	http.SetCookie(w, s.auth.SessionCookie(r, iss))
 	writeJSON(w, http.StatusOK, newSessionResponse(iss))
 	return nil
 }

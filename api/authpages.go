@@ -171,8 +171,8 @@ func (s *Server) setupPage(w http.ResponseWriter, r *http.Request) error {
 // setupForm takes the setup form: sets the first organiser's password,
 // signs them in and goes to the start page.
 func (s *Server) setupForm(w http.ResponseWriter, r *http.Request) error {
-	if err := r.ParseForm(); err != nil {
-		return badRequest("", "invalid form body: %v", err)
+	if err := s.parseForm(r); err != nil {
+		return err
 	}
 	f := r.PostForm
 	page := setupPageData{Token: f.Get(auth.CSRFField), SetupToken: f.Get("token"), Login: f.Get("login")}
@@ -183,7 +183,7 @@ func (s *Server) setupForm(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return s.renderSetup(w, 0, page, err)
 	}
-	http.SetCookie(w, auth.SessionCookie(r, iss))
+	http.SetCookie(w, s.auth.SessionCookie(r, iss))
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 	return nil
 }

@@ -582,12 +582,14 @@ func TestFormToken(t *testing.T) {
 	if !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Secure {
 		t.Errorf("form cookie over http: %+v", c)
 	}
-	sc := SessionCookie(r, Issued{Cookie: "v", Session: Session{ExpiresAt: time.Now().Add(time.Hour)}})
-	if !sc.HttpOnly || sc.SameSite != http.SameSiteLaxMode || sc.Secure || sc.Path != "/" || sc.Name != "thon_session" {
+	e := newEnv(t, nil)
+	sc := e.svc.SessionCookie(r, Issued{Cookie: "v", Session: Session{ExpiresAt: e.clock.now().Add(time.Hour)}})
+	if !sc.HttpOnly || sc.SameSite != http.SameSiteLaxMode || sc.Secure || sc.Path != "/" || sc.Name != "thon_session" ||
+		sc.MaxAge != 3600 || sc.Value != "v" {
 		t.Errorf("session cookie over http: %+v", sc)
 	}
 	r.TLS = &tls.ConnectionState{}
-	if !SessionCookie(r, Issued{}).Secure || !ClearSessionCookie(r).Secure || !FormCookie(r, tok).Secure {
+	if !e.svc.SessionCookie(r, Issued{}).Secure || !ClearSessionCookie(r).Secure || !FormCookie(r, tok).Secure {
 		t.Error("cookies over https are not Secure")
 	}
 }

@@ -189,10 +189,10 @@ func (s *Service) CheckCSRF(p Principal, token string) bool {
 // HttpOnly, SameSite=Lax (Strict would drop it on the redirect back from
 // an identity provider), Secure when r came over HTTPS, Path=/, expiring
 // with the session.
-func SessionCookie(r *http.Request, iss Issued) *http.Cookie {
+func (s *Service) SessionCookie(r *http.Request, iss Issued) *http.Cookie {
 	return &http.Cookie{
 		Name: SessionCookieName, Value: iss.Cookie, Path: "/",
-		Expires: iss.ExpiresAt, MaxAge: int(time.Until(iss.ExpiresAt) / time.Second),
+		Expires: iss.ExpiresAt, MaxAge: max(1, int(iss.ExpiresAt.Sub(s.now())/time.Second)),
 		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode,
 	}
 }
