@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/thon-dev/thon/auth"
 )
@@ -123,16 +126,62 @@ func (a *App) startAuth() error {
 		return nil
 	}
 	path := auth.SetupPath + "?token=" + url.QueryEscape(token)
-	fields := []zap.Field{zap.String("path", path), zap.Time("expires", expires)}
-	switch {
-	case a.Domain != "":
-		fields = append(fields, zap.String("url", "https://"+a.Domain+path))
-	case a.ExternalIP != "":
-		fields = append(fields, zap.String("url", "https://"+a.ExternalIP+path))
+	urls := a.siteURLs(path)
+	msg := "no organiser can sign in yet: open the setup link within the hour to set the first password; it works once, and a restart prints a new one"
+	if len(urls) > 0 {
+		msg += ": " + urls[0]
 	}
-	a.logger.Warn("no organiser can sign in yet: open the setup link (path, on any of thon's sites, e.g. http://127.0.0.1:8080"+
-		path+") within the hour to set the first password; it works once, and a restart prints a new one", fields...)
+	a.logger.Warn(msg, zap.String("path", path), zap.Strings("urls", urls), zap.Time("expires", expires))
 	return nil
+}
+
+// siteURLs returns path on each of the config's sites, as far as their
+// listeners tell: http://<address> for plain listeners (localhost for all
+// interfaces), https://<domain or external_ip> for TLS ones.
+func (a *App) siteURLs(path string) []string {
+	app, err := a.ctx.AppIfConfigured("http")
+	if err != nil {
+		return nil
+	}
+	httpApp, ok := app.(*caddyhttp.App)
+	if !ok {
+		return nil
+	}
+	public := a.Domain
+	if public == "" {
+		public = a.ExternalIP
+	}
+	var urls []string
+	seen := map[string]bool{}
+	for name, srv := range httpApp.Servers {
+		if name == "remaining_auto_https_redirects" { // Caddy's own, which only redirects to HTTPS
+			continue
+		}
+		for _, l := range srv.Listen {
+			na, err := caddy.ParseNetworkAddress(caddy.NewReplacer().ReplaceAll(l, ""))
+			if err != nil || na.IsUnixNetwork() || na.IsFdNetwork() || na.PortRangeSize() != 1 {
+				continue
+			}
+			port := strconv.FormatUint(uint64(na.StartPort), 10)
+			var u string
+			switch host := na.Host; {
+			case len(srv.TLSConnPolicies) > 0 && public == "":
+				continue
+			case len(srv.TLSConnPolicies) > 0:
+				u = strings.TrimSuffix("https://"+net.JoinHostPort(public, port), ":443")
+			case host == "":
+				u = "http://" + net.JoinHostPort("localhost", port)
+			default:
+				u = "http://" + net.JoinHostPort(host, port)
+			}
+			if !seen[u] {
+				seen[u] = true
+				urls = append(urls, u+path)
+			}
+		}
+	}
+	sort.Strings(urls)
+	return urls
 }
 
 // AuthService returns the auth service of the running config.

@@ -299,6 +299,9 @@ func TestIntegrationSessionExpires(t *testing.T) {
 	}
 }
 
+// lastURLs are the site URLs of the last setup link setupLinks read.
+var lastURLs []string
+
 // setupLinks reads the setup links thon logged to file.
 func setupLinks(t *testing.T, file string) []string {
 	t.Helper()
@@ -312,11 +315,16 @@ func setupLinks(t *testing.T, file string) []string {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		var line struct {
-			Msg  string `json:"msg"`
-			Path string `json:"path"`
+			Msg  string   `json:"msg"`
+			Path string   `json:"path"`
+			URLs []string `json:"urls"`
 		}
 		if json.Unmarshal(sc.Bytes(), &line) == nil && strings.HasPrefix(line.Path, "/setup?token=") {
 			links = append(links, line.Path)
+			if len(line.URLs) == 0 || !strings.HasSuffix(line.Msg, line.URLs[0]) || !strings.HasSuffix(line.URLs[0], line.Path) {
+				t.Errorf("setup link line: %s", sc.Bytes())
+			}
+			lastURLs = line.URLs
 		}
 	}
 	return links
@@ -332,6 +340,9 @@ func TestIntegrationSetupLink(t *testing.T) {
 	links := setupLinks(t, logFile)
 	if len(links) != 1 {
 		t.Fatalf("setup links logged: %v, want one", links)
+	}
+	if want := in.base + links[0]; len(lastURLs) != 1 || lastURLs[0] != want {
+		t.Errorf("setup link URLs %v, want [%s]", lastURLs, want)
 	}
 	// The session secret was made, for thon's user only.
 	if fi, err := os.Stat(filepath.Join(dataDir, auth.SecretFileName)); err != nil || fi.Mode().Perm() != 0o600 {
