@@ -153,7 +153,8 @@ func TestDocsRenderInChromium(t *testing.T) {
 		}
 		dom := string(out)
 		for _, want := range []string{`class="swagger-ui`, "thon API", "/api/groups/{group_id}/users/{user_id}/transfer",
-			"Import a groups file", "/api/config-files/{key}/upload"} {
+			"Import a groups file", "/api/config-files/{key}/upload",
+			`class="btn authorize`} { // the securitySchemes give Swagger UI its Authorize button
 			if !strings.Contains(dom, want) {
 				t.Errorf("%s: rendered page lacks %q; DOM:\n%.3000s", page, want, dom)
 			}

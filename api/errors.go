@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 
+	"github.com/thon-dev/thon/auth"
 	"github.com/thon-dev/thon/gateway"
 	"github.com/thon-dev/thon/llm"
 	"github.com/thon-dev/thon/sandboxes"
@@ -44,6 +46,15 @@ func badRequest(field, format string, args ...any) error {
 // generic 500 so that internals never leak.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, body := s.errorResponse(err)
+	switch status {
+	case http.StatusUnauthorized:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="thon"`)
+	case http.StatusTooManyRequests:
+		var rl *auth.RateLimitError
+		if errors.As(err, &rl) {
+			w.Header().Set("Retry-After", strconv.Itoa(rl.RetrySeconds()))
+		}
+	}
 	if status == http.StatusInternalServerError {
 		s.logger.Error("api request failed",
 			"method", r.Method, "path", r.URL.Path, "error", err)
@@ -64,10 +75,23 @@ func (s *Server) errorResponse(err error) (int, Error) {
 		nginxStep *nginx.StepError
 		nginxFe   *nginx.FieldError
 		nginxErr  *nginx.Error
+		rateLimit *auth.RateLimitError
 	)
 	switch {
 	case errors.As(err, &he):
 		return he.status, Error{Error: he.msg, Field: he.field}
+	case errors.Is(err, auth.ErrUnauthenticated), errors.Is(err, auth.ErrWrongPassword),
+		errors.Is(err, auth.ErrNoPasswordLogin):
+		return http.StatusUnauthorized, Error{Error: err.Error()}
+	case errors.Is(err, auth.ErrCSRF):
+		return http.StatusForbidden, Error{Error: err.Error(), Field: auth.CSRFField}
+	case errors.Is(err, auth.ErrForbidden):
+		return http.StatusForbidden, Error{Error: err.Error()}
+	case errors.As(err, &rateLimit):
+		return http.StatusTooManyRequests, Error{Error: rateLimit.Error()}
+	case errors.Is(err, store.ErrSpent), errors.Is(err, store.ErrExpired):
+		// A one-time link used or out of time: gone for good.
+		return http.StatusGone, Error{Error: err.Error()}
 	case errors.As(err, &tooBig):
 		return http.StatusRequestEntityTooLarge,
 			Error{Error: fmt.Sprintf("request body too large: limit is %d bytes", tooBig.Limit)}

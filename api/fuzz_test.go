@@ -53,7 +53,7 @@ func FuzzJSONBody(f *testing.F) {
 		req := httptest.NewRequest(tgt.method, tgt.path, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		rec := httptest.NewRecorder()
-		e.server.ServeHTTP(rec, req)
+		e.server.ServeHTTP(rec, e.authorize(req))
 		if rec.Code >= 500 {
 			t.Fatalf("%s %s with %q: status %d: %s", tgt.method, tgt.path, body, rec.Code, rec.Body)
 		}

@@ -450,7 +450,7 @@ func FuzzGatewayBodies(f *testing.F) {
 		req := httptest.NewRequest("POST", path, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		rec := httptest.NewRecorder()
-		e.server.ServeHTTP(rec, req)
+		e.server.ServeHTTP(rec, e.authorize(req))
 		if rec.Code >= 500 {
 			t.Fatalf("POST %s with %q: %d %s", path, body, rec.Code, rec.Body)
 		}

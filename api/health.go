@@ -6,7 +6,7 @@ import (
 
 // healthRoutes registers GET /api/health.
 func (s *Server) healthRoutes() {
-	s.handle("GET", "/api/health", s.health)
+	s.handlePublic("GET", "/api/health", s.health)
 }
 
 // healthStatus is the answer of GET /api/health.

@@ -672,7 +672,7 @@ func FuzzInstanceBodies(f *testing.F) {
 		req := httptest.NewRequest(tgt.method, tgt.path, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		rec := httptest.NewRecorder()
-		e.server.ServeHTTP(rec, req)
+		e.server.ServeHTTP(rec, e.authorize(req))
 		data := rec.Body.Bytes()
 		code := rec.Code
 		if code >= 400 {

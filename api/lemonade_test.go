@@ -162,7 +162,7 @@ func TestLemonadeUnauthorizedAndDown(t *testing.T) {
 	e.doJSON("POST", "/api/lemonade/load", map[string]any{"model_name": "x"}).wantError(t, 503, "", down)
 	req, _ := http.NewRequest("POST", e.http.URL+"/api/lemonade/pull", strings.NewReader(`{"model_name":"x"}`))
 	req.Header.Set("Accept", "text/event-stream")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(e.authorize(req))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func TestLemonadePull(t *testing.T) {
 		req, _ := http.NewRequest("POST", e.http.URL+"/api/lemonade/pull", bytes.NewReader(b))
 		req.Header.Set("Accept", tc.accept)
 		rec := httptest.NewRecorder()
-		e.server.ServeHTTP(rec, req)
+		e.server.ServeHTTP(rec, e.authorize(req))
 		if rec.Code != 200 || rec.Header().Get("Content-Type") != tc.ct {
 			t.Fatalf("%s: %d %s: %s", tc.mode, rec.Code, rec.Header().Get("Content-Type"), rec.Body)
 		}
@@ -258,7 +258,7 @@ func TestLemonadePull(t *testing.T) {
 	req, _ := http.NewRequest("POST", e.http.URL+"/api/lemonade/pull", bytes.NewReader(b))
 	req.Header.Set("Accept", "text/event-stream")
 	rec := httptest.NewRecorder()
-	e.server.ServeHTTP(rec, req)
+	e.server.ServeHTTP(rec, e.authorize(req))
 	events := readPullStream(t, "sse", rec.Body.Bytes())
 	if rec.Code != 200 || len(events) == 0 {
 		t.Fatalf("failing stream: %d %s", rec.Code, rec.Body)
@@ -480,7 +480,7 @@ func FuzzLemonadeBody(f *testing.F) {
 			req.Header.Set("Accept", "text/event-stream")
 		}
 		rec := httptest.NewRecorder()
-		e.server.ServeHTTP(rec, req)
+		e.server.ServeHTTP(rec, e.authorize(req))
 		if rec.Code >= 500 && rec.Code != 502 && rec.Code != 503 {
 			t.Fatalf("%s with %q: status %d: %s", path, body, rec.Code, rec.Body)
 		}

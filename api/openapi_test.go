@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/thon-dev/thon/auth"
 	"github.com/thon-dev/thon/sandboxes"
 	"github.com/thon-dev/thon/store"
 )
@@ -278,6 +279,15 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"Operation":         sandboxes.Operation{},
 		"OperationResponse": operationResponse{},
 		"Empty":             emptyRequest{},
+		"LoginRequest":      loginRequest{},
+		"SetupRequest":      setupRequest{},
+		"Me":                meResponse{},
+		"Session":           sessionResponse{},
+		"Logout":            logoutResponse{},
+		"APIToken":          store.APIToken{},
+		"TokenList":         tokenList{},
+		"TokenCreate":       tokenCreateRequest{},
+		"CreatedToken":      createdToken{},
 	}
 	for name, v := range types {
 		schema, ok := doc.Components.Schemas[name]
@@ -296,6 +306,61 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		for _, r := range schema.Required {
 			if _, ok := schema.Properties[r]; !ok {
 				t.Errorf("schema %s requires %q, which it does not define", name, r)
+			}
+		}
+	}
+}
+
+// TestOpenAPISecurity checks that the document declares how to sign in,
+// requires it everywhere, and marks exactly the public routes open, so
+// that Swagger UI's Authorize button sends the token where it is needed.
+func TestOpenAPISecurity(t *testing.T) {
+	e := newTestEnv(t, Options{})
+	_, raw := fetchOpenAPI(t, e)
+	var doc struct {
+		Security   []map[string][]string `json:"security"`
+		Components struct {
+			SecuritySchemes map[string]struct {
+				Type, Scheme, In, Name string
+			} `json:"securitySchemes"`
+		} `json:"components"`
+		Paths map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	schemes := doc.Components.SecuritySchemes
+	if b := schemes["bearerToken"]; b.Type != "http" || b.Scheme != "bearer" {
+		t.Errorf("bearerToken = %+v", b)
+	}
+	if c := schemes["sessionCookie"]; c.Type != "apiKey" || c.In != "cookie" || c.Name != auth.SessionCookieName {
+		t.Errorf("sessionCookie = %+v", c)
+	}
+	if c := schemes["csrfToken"]; c.Type != "apiKey" || c.In != "header" || c.Name != auth.CSRFHeader {
+		t.Errorf("csrfToken = %+v", c)
+	}
+	want := []map[string][]string{{"bearerToken": {}}, {"sessionCookie": {}, "csrfToken": {}}}
+	if !reflect.DeepEqual(doc.Security, want) {
+		t.Errorf("security = %v, want %v", doc.Security, want)
+	}
+	for _, rt := range e.server.Routes() {
+		var op struct {
+			Security  *[]any                     `json:"security"`
+			Responses map[string]json.RawMessage `json:"responses"`
+		}
+		if err := json.Unmarshal(doc.Paths[openAPIPath(rt.Pattern)][strings.ToLower(rt.Method)], &op); err != nil {
+			t.Fatalf("%s %s: %v", rt.Method, rt.Pattern, err)
+		}
+		open := op.Security != nil && len(*op.Security) == 0
+		if open != (rt.Access == LevelPublic) {
+			t.Errorf("%s %s (%s): documented open = %v", rt.Method, rt.Pattern, rt.Access, open)
+		}
+		if rt.Access != LevelPublic {
+			if _, ok := op.Responses["401"]; !ok {
+				t.Errorf("%s %s: no 401 response", rt.Method, rt.Pattern)
+			}
+			if _, ok := op.Responses["403"]; !ok {
+				t.Errorf("%s %s: no 403 response", rt.Method, rt.Pattern)
 			}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/thon-dev/thon/auth"
 	"github.com/thon-dev/thon/gateway"
 	"github.com/thon-dev/thon/sandboxes"
 	"github.com/thon-dev/thon/store"
@@ -24,6 +25,8 @@ const (
 type Options struct {
 	// Store is the database every route reads and writes. Required.
 	Store *store.Store
+	// Auth decides who each request is (see guard in access.go). Required.
+	Auth *auth.Service
 	// Sandboxes runs the sandboxes of the instance, group operation and
 	// user launch routes; it must keep its records in Store. Nil means
 	// those routes answer 503 (sandboxes are not configured).
@@ -47,16 +50,19 @@ type Options struct {
 }
 
 // Route is one registered API route, as given to http.ServeMux:
-// a method and a path pattern such as "/api/groups/{group_id}".
+// a method and a path pattern such as "/api/groups/{group_id}", with who
+// may call it.
 type Route struct {
 	Method  string `json:"method"`
 	Pattern string `json:"pattern"`
+	Access  Level  `json:"access"`
 }
 
 // Server serves the REST API, the OpenAPI document and Swagger UI.
 // It is safe for concurrent use.
 type Server struct {
 	store     *store.Store
+	auth      *auth.Service
 	sandboxes *sandboxes.Manager
 	logger    *slog.Logger
 	maxBody   int64
@@ -65,8 +71,9 @@ type Server struct {
 	lemonade  *LemonadeOptions
 	gateway   *gateway.Service
 
-	mux    *http.ServeMux
-	routes []Route
+	mux         *http.ServeMux
+	routes      []Route
+	crossOrigin *http.CrossOriginProtection
 }
 
 // handlerFunc is the signature of API handlers: a returned error is written
@@ -77,6 +84,8 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 // A new resource adds its file and one entry here.
 var routeGroups = []func(*Server){
 	(*Server).healthRoutes,
+	(*Server).authRoutes,
+	(*Server).tokenRoutes,
 	(*Server).groupRoutes,
 	(*Server).configFileRoutes,
 	(*Server).instanceRoutes,
@@ -91,6 +100,9 @@ func New(opts Options) (*Server, error) {
 	if opts.Store == nil {
 		return nil, errors.New("api: store is required")
 	}
+	if opts.Auth == nil {
+		return nil, errors.New("api: auth is required")
+	}
 	if opts.MaxBodyBytes < 0 {
 		return nil, errors.New("api: max body bytes must not be negative")
 	}
@@ -99,6 +111,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{
 		store:     opts.Store,
+		auth:      opts.Auth,
 		sandboxes: opts.Sandboxes,
 		logger:    opts.Logger,
 		maxBody:   opts.MaxBodyBytes,
@@ -107,6 +120,8 @@ func New(opts Options) (*Server, error) {
 		lemonade:  opts.Lemonade,
 		gateway:   opts.Gateway,
 		mux:       http.NewServeMux(),
+
+		crossOrigin: http.NewCrossOriginProtection(),
 	}
 	if s.logger == nil {
 		s.logger = slog.Default()
@@ -120,6 +135,7 @@ func New(opts Options) (*Server, error) {
 	for _, register := range routeGroups {
 		register(s)
 	}
+	// The OpenAPI document and Swagger UI hold no data: open to all.
 	s.mux.HandleFunc("GET /openapi.json", s.serveOpenAPI)
 	s.mux.HandleFunc("GET /docs", s.serveDocs)
 	s.mux.HandleFunc("GET /docs/{file...}", s.serveDocs)
@@ -127,9 +143,11 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// ServeHTTP serves /api/..., /openapi.json, /docs and /docs/*. Any other
-// path, and an unknown /api path, answers a JSON 404; a known path with
-// the wrong method answers a JSON 405 with an Allow header.
+// ServeHTTP serves /api/..., the sign-in pages (/login, /setup),
+// /openapi.json, /docs and /docs/*. Any other path, and an unknown /api
+// path, answers a JSON 404; a known path with the wrong method answers a
+// JSON 405 with an Allow header. Every route checks who the request is
+// (see guard).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
@@ -137,18 +155,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Routes returns every registered API route in registration order.
 func (s *Server) Routes() []Route {
 	return append([]Route(nil), s.routes...)
-}
-
-// handle registers h for method and pattern (e.g. "GET", "/api/groups/{group_id}"),
-// records the route for Routes, sets the audit actor and writes returned errors.
-func (s *Server) handle(method, pattern string, h handlerFunc) {
-	s.routes = append(s.routes, Route{Method: method, Pattern: pattern})
-	s.mux.HandleFunc(method+" "+pattern, func(w http.ResponseWriter, r *http.Request) {
-		r = r.WithContext(store.WithActor(r.Context(), "api"))
-		if err := h(w, r); err != nil {
-			s.writeError(w, r, err)
-		}
-	})
 }
 
 // probeMethods are tried to tell a 405 from a 404.

@@ -16,16 +16,20 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/thon-dev/thon/auth"
 	"github.com/thon-dev/thon/store"
 )
 
-// testEnv is a Server over a real SQLite store, served by httptest on 127.0.0.1.
+// testEnv is a Server over a real SQLite store, served by httptest on
+// 127.0.0.1. Its requests carry an organiser API token, made for it.
 type testEnv struct {
 	t      testing.TB
 	server *Server
 	store  *store.Store
+	auth   *auth.Service
 	http   *httptest.Server
 	logs   *syncBuffer
+	token  string // the organiser API token do sends
 }
 
 // syncBuffer is a bytes.Buffer safe for the server's concurrent log writes.
@@ -47,8 +51,18 @@ func (b *syncBuffer) String() string {
 }
 
 // newTestEnv serves a Server with opts over opts.Store or, when that is
-// nil, a store opened in a temporary directory.
+// nil, a store opened in a temporary directory. Unless opts.Auth is set,
+// it gets an auth.Service over that store with a fixed secret.
 func newTestEnv(t testing.TB, opts Options) *testEnv {
+	t.Helper()
+	return newAuthTestEnv(t, opts, nil)
+}
+
+// testSecret signs the test servers' sessions.
+var testSecret = []byte("api-test-secret-0123456789abcdef")
+
+// newAuthTestEnv is newTestEnv with the auth.Options changed by change.
+func newAuthTestEnv(t testing.TB, opts Options, change func(*auth.Options)) *testEnv {
 	t.Helper()
 	st := opts.Store
 	if st == nil {
@@ -62,13 +76,34 @@ func newTestEnv(t testing.TB, opts Options) *testEnv {
 	logs := &syncBuffer{}
 	opts.Store = st
 	opts.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	if opts.Auth == nil {
+		ao := auth.Options{Store: st, State: auth.NewState(0, 0), Secret: testSecret}
+		if change != nil {
+			change(&ao)
+		}
+		svc, err := auth.New(ao)
+		if err != nil {
+			t.Fatalf("auth.New: %v", err)
+		}
+		opts.Auth = svc
+	}
+	token, _, err := opts.Auth.CreateToken(context.Background(), "api-tests")
+	if err != nil {
+		t.Fatalf("making the organiser token: %v", err)
+	}
 	s, err := New(opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	ts := httptest.NewServer(s)
 	t.Cleanup(ts.Close)
-	return &testEnv{t: t, server: s, store: st, http: ts, logs: logs}
+	return &testEnv{t: t, server: s, store: st, auth: opts.Auth, http: ts, logs: logs, token: token}
+}
+
+// authorize makes req an organiser's (the env's API token).
+func (e *testEnv) authorize(req *http.Request) *http.Request {
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	return req
 }
 
 // response is a finished HTTP exchange.
@@ -78,8 +113,22 @@ type response struct {
 	body   []byte
 }
 
-// do sends a request with a body of the given content type ("" for none).
+// do sends a request as an organiser (with the env's API token), with a
+// body of the given content type ("" for none).
 func (e *testEnv) do(method, path, contentType string, body []byte) response {
+	e.t.Helper()
+	return e.exchange(method, path, contentType, body, func(r *http.Request) { e.authorize(r) }, true)
+}
+
+// send sends a request with a body of the given content type ("" for
+// none), after prepare (which may be nil) changed it; it does not follow
+// redirects.
+func (e *testEnv) send(method, path, contentType string, body []byte, prepare func(*http.Request)) response {
+	e.t.Helper()
+	return e.exchange(method, path, contentType, body, prepare, false)
+}
+
+func (e *testEnv) exchange(method, path, contentType string, body []byte, prepare func(*http.Request), follow bool) response {
 	e.t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -92,7 +141,14 @@ func (e *testEnv) do(method, path, contentType string, body []byte) response {
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	resp, err := e.http.Client().Do(req)
+	if prepare != nil {
+		prepare(req)
+	}
+	client := *e.http.Client()
+	if !follow {
+		client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		e.t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -197,14 +253,19 @@ func TestNewValidatesOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
+	svc, err := auth.New(auth.Options{Store: st, State: auth.NewState(0, 0), Secret: testSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		opts Options
 		want string
 	}{
 		{"no store", Options{}, "store is required"},
-		{"negative body limit", Options{Store: st, MaxBodyBytes: -1}, "max body bytes"},
-		{"negative upload limit", Options{Store: st, MaxUploadBytes: -1}, "max upload bytes"},
+		{"no auth", Options{Store: st}, "auth is required"},
+		{"negative body limit", Options{Store: st, Auth: svc, MaxBodyBytes: -1}, "max body bytes"},
+		{"negative upload limit", Options{Store: st, Auth: svc, MaxUploadBytes: -1}, "max upload bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -214,7 +275,7 @@ func TestNewValidatesOptions(t *testing.T) {
 			}
 		})
 	}
-	s, err := New(Options{Store: st})
+	s, err := New(Options{Store: st, Auth: svc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,8 +286,16 @@ func TestNewValidatesOptions(t *testing.T) {
 
 func TestRoutes(t *testing.T) {
 	e := newTestEnv(t, Options{})
-	want := []Route{
+	type pair struct{ method, pattern string }
+	pairs := []pair{
 		{"GET", "/api/health"},
+		{"POST", "/api/auth/login"},
+		{"POST", "/api/auth/logout"},
+		{"GET", "/api/auth/me"},
+		{"POST", "/api/auth/setup"},
+		{"GET", "/api/tokens"},
+		{"POST", "/api/tokens"},
+		{"DELETE", "/api/tokens/{name}"},
 		{"GET", "/api/groups"},
 		{"POST", "/api/groups"},
 		{"GET", "/api/groups/export"},
@@ -282,6 +351,15 @@ func TestRoutes(t *testing.T) {
 		{"POST", "/api/gateway/consumers/{username}/revoke"},
 		{"POST", "/api/gateway/cleanup"},
 		{"GET", "/api/gateway/usage"},
+	}
+	// Health and the sign-in routes are open; the rest is the organisers'.
+	var want []Route
+	for _, p := range pairs {
+		level := LevelOrganiser
+		if p.pattern == "/api/health" || strings.HasPrefix(p.pattern, "/api/auth/") {
+			level = LevelPublic
+		}
+		want = append(want, Route{p.method, p.pattern, level})
 	}
 	got := e.server.Routes()
 	if !slices.Equal(got, want) {

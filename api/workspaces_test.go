@@ -387,7 +387,7 @@ func FuzzDeleteFlags(f *testing.F) {
 		}
 		req := httptest.NewRequest("DELETE", path+"?delete_workspace="+url.QueryEscape(value), nil)
 		rec := httptest.NewRecorder()
-		e.server.ServeHTTP(rec, req)
+		e.server.ServeHTTP(rec, e.authorize(req))
 		var er Error
 		switch rec.Code {
 		case http.StatusOK, http.StatusNotFound:

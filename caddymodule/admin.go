@@ -14,8 +14,10 @@ func init() {
 
 // adminAPI exposes the REST API on Caddy's admin endpoint under /thon/, for
 // the CLI and automation: /thon/groups answers what /api/groups answers.
-// The admin endpoint refuses browser requests, so the dashboard lives on a
-// site instead.
+// It asks for no credentials: the admin endpoint is for processes on the
+// host, trusted as Caddy's admin API is (keep it on localhost or a unix
+// socket with mode 0600). The admin endpoint refuses browser requests, so
+// the dashboard lives on a site instead.
 type adminAPI struct {
 	app *App
 }
@@ -57,7 +59,7 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	r2 := r.Clone(r.Context())
 	r2.URL.Path = "/api/" + strings.TrimPrefix(r.URL.Path, "/thon/")
 	r2.URL.RawPath = ""
-	a.app.API().ServeHTTP(w, r2)
+	a.app.API().ServeAdmin(w, r2)
 	return nil
 }
 

@@ -16,8 +16,8 @@ func init() {
 	httpcaddyfile.RegisterHandlerDirective("thon_api", parseAPIHandler)
 }
 
-// APIHandler serves thon's REST API under /api/, its OpenAPI document at
-// /openapi.json and Swagger UI at /docs. Other requests go to the next
+// APIHandler serves thon's REST API under /api/, the sign-in pages /login
+// and /setup, its OpenAPI document at /openapi.json and Swagger UI at /docs. Other requests go to the next
 // handler, so it can share a site with the dashboard and the sandboxes.
 type APIHandler struct {
 	app *App
@@ -43,6 +43,9 @@ func (h *APIHandler) Provision(ctx caddy.Context) error {
 
 // ServeHTTP serves the API paths and passes on the rest.
 func (h *APIHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if refuseRebinding(w, r) {
+		return nil
+	}
 	if !isAPIPath(r.URL.Path) {
 		return next.ServeHTTP(w, r)
 	}
@@ -52,7 +55,7 @@ func (h *APIHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 
 func isAPIPath(p string) bool {
 	return p == "/api" || strings.HasPrefix(p, "/api/") ||
-		p == "/openapi.json" ||
+		p == "/openapi.json" || p == "/login" || p == "/setup" ||
 		p == "/docs" || strings.HasPrefix(p, "/docs/")
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/thon-dev/thon/api"
+	"github.com/thon-dev/thon/auth"
 	"github.com/thon-dev/thon/gateway"
 	"github.com/thon-dev/thon/internal/exclusive"
 	"github.com/thon-dev/thon/sandboxes"
@@ -109,6 +110,9 @@ type App struct {
 	// Gateway is the AI gateway's policy (limits in process or in Redis)
 	// and address for Kilo; see GatewayConfig. Default: limits in process.
 	Gateway *GatewayConfig `json:"gateway,omitempty"`
+
+	// Auth is how organisers sign in; see AuthConfig.
+	Auth *AuthConfig `json:"auth,omitempty"`
 
 	shared *shared
 	api    *api.Server
@@ -202,7 +206,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	a.api, err = api.New(api.Options{Store: a.shared.store, Sandboxes: a.shared.sandboxes, Logger: ctx.Slogger(), Nginx: nginxOpts, Lemonade: lemonadeOpts, Gateway: gatewayOpts})
+	authSvc, err := a.authService()
+	if err != nil {
+		return err
+	}
+	a.api, err = api.New(api.Options{Store: a.shared.store, Auth: authSvc, Sandboxes: a.shared.sandboxes, Logger: ctx.Slogger(), Nginx: nginxOpts, Lemonade: lemonadeOpts, Gateway: gatewayOpts})
 	if err != nil {
 		return fmt.Errorf("setting up the REST API: %w", err)
 	}
@@ -296,6 +304,9 @@ func (a *App) Start() error {
 		return err
 	}
 	a.startLemonade()
+	if err := a.startAuth(); err != nil {
+		return err
+	}
 	a.logger.Info("thon app started", zap.String("database", a.Database), zap.String("data_dir", a.DataDir))
 	return nil
 }
@@ -416,6 +427,8 @@ type shared struct {
 	nginx     nginx.Applier // writes the nginx site of every config, one write at a time
 	// the AI gateway's keys, limiters, pending usage and background work
 	gateway *gateway.Runtime
+	// the live sessions, the login limiter, the setup link issued
+	auth *auth.State
 
 	cfgMu  sync.Mutex
 	active *App // the config whose sandbox settings and Docker client the manager has
@@ -435,7 +448,8 @@ func openShared(dbPath string, dc *docker.Client, cfg sandboxes.Config) (*shared
 		st.Close()
 		return nil, err
 	}
-	return &shared{store: st, sandboxes: m, gateway: gateway.NewRuntime(st, nil), done: make(chan struct{})}, nil
+	return &shared{store: st, sandboxes: m, gateway: gateway.NewRuntime(st, nil),
+		auth: auth.NewState(0, 0), done: make(chan struct{})}, nil
 }
 
 // activate gives the manager a's sandbox settings and Docker client; the

@@ -56,6 +56,9 @@ func (h *CACert) Provision(ctx caddy.Context) error {
 }
 
 func (h *CACert) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if refuseRebinding(w, r) {
+		return nil
+	}
 	if r.URL.Path != "/ca.crt" {
 		return next.ServeHTTP(w, r)
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,6 +65,7 @@ type instance struct {
 	t     *testing.T
 	base  string // http://127.0.0.1:<site port>
 	admin string // http://localhost:<admin port>
+	token string // an organiser API token, sent by do to the site's /api
 }
 
 // adapt turns a Caddyfile into Caddy JSON, failing the test on warnings
@@ -101,7 +103,39 @@ func startCaddy(t *testing.T, tmpl func(sitePort, adminPort int) string) *instan
 		admin: fmt.Sprintf("http://localhost:%d", admin),
 	}
 	in.waitReady()
+	in.token = in.newToken(t)
 	return in
+}
+
+// tokenCount numbers the tokens newToken makes.
+var tokenCount atomic.Int64
+
+// newToken makes an organiser API token through the admin endpoint, as
+// `thon token create` does.
+func (in *instance) newToken(t *testing.T) string {
+	t.Helper()
+	name := fmt.Sprintf("test-%d", tokenCount.Add(1))
+	resp, err := http.Post(in.admin+"/thon/tokens", "application/json", strings.NewReader(`{"name": "`+name+`"}`))
+	if err != nil {
+		t.Fatalf("making an API token: %v", err)
+	}
+	defer resp.Body.Close()
+	var made struct {
+		Token string `json:"token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&made); err != nil || resp.StatusCode != http.StatusCreated || made.Token == "" {
+		t.Fatalf("making an API token: %d %v", resp.StatusCode, err)
+	}
+	return made.Token
+}
+
+// authorize makes req an organiser's when it goes to the site (the admin
+// endpoint needs no credentials).
+func (in *instance) authorize(req *http.Request) *http.Request {
+	if in.token != "" && strings.HasPrefix(req.URL.String(), in.base+"/") {
+		req.Header.Set("Authorization", "Bearer "+in.token)
+	}
+	return req
 }
 
 func (in *instance) waitReady() {
@@ -136,7 +170,7 @@ func (in *instance) do(method, url, contentType string, body []byte) (int, []byt
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(in.authorize(req))
 	if err != nil {
 		in.t.Fatalf("%s %s: %v", method, url, err)
 	}

@@ -84,10 +84,12 @@ func deriveListenEnv() {
 //		nginx                { ... }
 //		lemonade             { ... }
 //		gateway              { ... }
+//		auth                 { ... }
 //	}
 //
 // The nginx block is described at parseNginxOption, the lemonade block at
-// parseLemonadeOption, the gateway block at parseGatewayOption.
+// parseLemonadeOption, the gateway block at parseGatewayOption, the auth
+// block at parseAuthOption.
 //
 // A string option given no value (as happens when it is set from an empty
 // environment variable) is left unset. A second thon block extends the
@@ -245,6 +247,13 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.Gateway = cfg
+			continue
+		case "auth":
+			cfg, err := parseAuthOption(d)
+			if err != nil {
+				return err
+			}
+			a.Auth = cfg
 			continue
 		case "secure":
 			a.Secure = true

@@ -147,6 +147,10 @@ func TestCaddyfileExample(t *testing.T) {
 	if parsed.Apps.Thon.DataDir != "/srv/thon-data" || parsed.Apps.Thon.ExternalIP != "" {
 		t.Errorf("thon app = %+v", parsed.Apps.Thon)
 	}
+	// The secrets stay placeholders in the JSON, resolved at load.
+	if a := parsed.Apps.Thon.Auth; a == nil || a.LocalPassword != "{env.AUTH_LOCAL_PASSWORD}" || a.SessionSecret != "{env.AUTH_SESSION_SECRET}" {
+		t.Errorf("thon auth = %+v", a)
+	}
 	var listens []string
 	for _, s := range parsed.Apps.HTTP.Servers {
 		listens = append(listens, s.Listen...)

@@ -94,6 +94,9 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 
 // ServeHTTP serves the gateway's routes and passes on the rest.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if refuseRebinding(w, r) {
+		return nil
+	}
 	if g.h.Serve(w, r) {
 		return nil
 	}

@@ -153,6 +153,7 @@ func TestIntegrationReloadKeepsState(t *testing.T) {
 	t.Cleanup(func() { _ = caddy.Stop() })
 	in := &instance{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", site), admin: fmt.Sprintf("http://localhost:%d", admin)}
 	in.waitReady()
+	in.token = in.newToken(t)
 
 	if code, body := in.do(http.MethodPost, in.base+"/api/groups", "application/json", []byte(`{"name":"before","title":"Before"}`)); code != http.StatusCreated {
 		t.Fatalf("create group: %d %s", code, body)
@@ -178,7 +179,8 @@ func TestIntegrationReloadKeepsState(t *testing.T) {
 					return
 				default:
 				}
-				resp, err := client.Get(in.base + "/api/groups")
+				req, _ := http.NewRequest(http.MethodGet, in.base+"/api/groups", nil)
+				resp, err := client.Do(in.authorize(req))
 				if err != nil {
 					resets.Add(1)
 					continue

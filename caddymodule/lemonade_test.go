@@ -253,7 +253,7 @@ func TestIntegrationLemonade(t *testing.T) {
 		strings.NewReader(`{"model_name":"user.tiny","checkpoint":"org/tiny-GGUF:Q4_K_M","recipe":"llamacpp"}`))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "text/event-stream")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(in.authorize(req))
 	if err != nil {
 		t.Fatal(err)
 	}

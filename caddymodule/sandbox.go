@@ -202,6 +202,9 @@ func (h *SandboxRouter) Provision(ctx caddy.Context) error {
 }
 
 func (h *SandboxRouter) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if refuseRebinding(w, r) {
+		return nil
+	}
 	t, ok := h.resolve(r)
 	if !ok {
 		return next.ServeHTTP(w, r)
