@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -23,18 +24,25 @@ import (
 // binary would, and returns what it printed.
 func runLemonadeCmd(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	c, ok := caddycmd.Commands()["lemonade"]
+	var out bytes.Buffer
+	err := runCmd(t, "lemonade", &out, &out, args...)
+	return out.String(), err
+}
+
+// runCmd runs `thon name args...` in this process, as the thon binary
+// would, writing its output to stdout and stderr.
+func runCmd(t *testing.T, name string, stdout, stderr io.Writer, args ...string) error {
+	t.Helper()
+	c, ok := caddycmd.Commands()[name]
 	if !ok {
-		t.Fatal("the lemonade command is not registered")
+		t.Fatalf("the %s command is not registered", name)
 	}
 	cmd := &cobra.Command{Use: c.Name, SilenceUsage: true, SilenceErrors: true}
 	c.CobraFunc(cmd)
-	var out bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
+	cmd.SetOut(stdout)
+	cmd.SetErr(stderr)
 	cmd.SetArgs(args)
-	err := cmd.Execute()
-	return out.String(), err
+	return cmd.Execute()
 }
 
 // recipeOptions reads recipe_options.json under an --out directory.

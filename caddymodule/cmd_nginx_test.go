@@ -21,9 +21,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/spf13/cobra"
-
-	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 
 	"github.com/thon-dev/thon/internal/dockertest"
 	"github.com/thon-dev/thon/internal/nginxtest"
@@ -33,17 +30,8 @@ import (
 // binary would, and returns what it printed.
 func runNginxCmd(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	c, ok := caddycmd.Commands()["nginx"]
-	if !ok {
-		t.Fatal("the nginx command is not registered")
-	}
-	cmd := &cobra.Command{Use: c.Name, SilenceUsage: true}
-	c.CobraFunc(cmd)
 	var out, stderr bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&stderr)
-	cmd.SetArgs(args)
-	err := cmd.Execute()
+	err := runCmd(t, "nginx", &out, &stderr, args...)
 	return out.String(), err
 }
 

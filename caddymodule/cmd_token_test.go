@@ -11,9 +11,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/spf13/cobra"
-
-	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 
 	"github.com/thon-dev/thon/auth"
 )
@@ -22,17 +19,8 @@ import (
 // binary would, and returns what it printed.
 func runTokenCmd(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	c, ok := caddycmd.Commands()["token"]
-	if !ok {
-		t.Fatal("the token command is not registered")
-	}
-	cmd := &cobra.Command{Use: c.Name, SilenceUsage: true, SilenceErrors: true}
-	c.CobraFunc(cmd)
 	var out bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
-	cmd.SetArgs(args)
-	err := cmd.Execute()
+	err := runCmd(t, "token", &out, &out, args...)
 	return out.String(), err
 }
 
