@@ -73,21 +73,43 @@ func (s *Server) handlePage(method, pattern string, h handlerFunc) {
 	s.register(method, pattern, publicAccess, false, h)
 }
 
+// handleOrganiserPage registers an HTML page for organisers only: a
+// browser without a session is sent to /login and back (see pageError).
+func (s *Server) handleOrganiserPage(method, pattern string, h handlerFunc) {
+	s.register(method, pattern, organiserAccess, false, h)
+}
+
+// handleOwnPage registers an HTML page for organisers and for the
+// participants owns admits (nil: every participant); a browser without a
+// session is sent to /login and back (see pageError).
+func (s *Server) handleOwnPage(method, pattern string, owns OwnerCheck, h handlerFunc) {
+	s.register(method, pattern, participantAccess(owns), false, h)
+}
+
 // register registers h for method and pattern (e.g. "GET",
 // "/api/groups/{group_id}"), records API routes for Routes, and wraps h in
 // the one access check of the API (see guard). The handler's context
-// carries the principal (auth.FromContext) and the audit actor.
+// carries the principal (auth.FromContext) and the audit actor. An error
+// of an API route is answered as JSON (writeError), one of a page as a
+// page (pageError).
 func (s *Server) register(method, pattern string, a access, isRoute bool, h handlerFunc) {
+	rt := Route{Method: method, Pattern: pattern, Access: a.level}
 	if isRoute {
-		s.routes = append(s.routes, Route{Method: method, Pattern: pattern, Access: a.level})
+		s.routes = append(s.routes, rt)
+	} else {
+		s.pages = append(s.pages, rt)
 	}
 	s.mux.HandleFunc(method+" "+pattern, func(w http.ResponseWriter, r *http.Request) {
 		r, err := s.guard(r, a)
 		if err == nil {
 			err = h(w, r)
 		}
-		if err != nil {
+		switch {
+		case err == nil:
+		case isRoute:
 			s.writeError(w, r, err)
+		default:
+			s.pageError(w, r, err)
 		}
 	})
 }

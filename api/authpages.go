@@ -5,6 +5,7 @@ import (
 	"errors"
 	"html/template"
 	"net/http"
+	"net/url"
 
 	"github.com/thon-dev/thon/auth"
 	"github.com/thon-dev/thon/store"
@@ -77,6 +78,47 @@ var setupTemplate = template.Must(template.Must(pages.Clone()).Parse(`{{define "
 <p><a href="/login">Sign in</a></p>
 {{end}}
 {{end}}`))
+
+var errorTemplate = template.Must(template.Must(pages.Clone()).Parse(`{{define "body"}}
+{{if .Link}}<p><a href="{{.Link}}">{{.LinkText}}</a></p>{{end}}
+{{end}}`))
+
+// errorPageData is what an error page shows: Error, and a way on.
+type errorPageData struct {
+	Title          string
+	Error          string
+	Link, LinkText string
+}
+
+// pageError answers err on an HTML page. A browser that is not signed in
+// (401) and asked for a page with GET is sent to /login with the page to
+// come back to; otherwise the page says what went wrong, with the status
+// the API would answer.
+func (s *Server) pageError(w http.ResponseWriter, r *http.Request, err error) {
+	status, body := s.errorResponse(err)
+	if status == http.StatusUnauthorized && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+		return
+	}
+	if status == http.StatusInternalServerError {
+		s.logger.Error("page request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+	}
+	page := errorPageData{Title: http.StatusText(status), Error: sentence(body.Error)}
+	switch {
+	case errors.Is(err, auth.ErrCSRF):
+		page.Title = "Form expired"
+		page.Error = "This form has expired or was sent from another site: reload the page and send it again."
+		page.Link, page.LinkText = r.URL.Path, "Reload"
+	case status == http.StatusUnauthorized, status == http.StatusForbidden:
+		page.Title = "Not for you"
+		page.Link, page.LinkText = "/login?next="+url.QueryEscape(r.URL.RequestURI()), "Sign in as someone else"
+	case status == http.StatusInternalServerError:
+		page.Error = "Something went wrong on thon's side; the organisers can find it in thon's log."
+	}
+	if werr := writePage(w, status, errorTemplate, page); werr != nil {
+		s.logger.Debug("writing an error page failed", "path", r.URL.Path, "error", werr)
+	}
+}
 
 // loginPage is what the login page shows.
 type loginPage struct {

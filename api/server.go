@@ -72,7 +72,8 @@ type Server struct {
 	gateway   *gateway.Service
 
 	mux         *http.ServeMux
-	routes      []Route
+	routes      []Route // API routes
+	pages       []Route // HTML pages
 	crossOrigin *http.CrossOriginProtection
 }
 
@@ -155,6 +156,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Routes returns every registered API route in registration order.
 func (s *Server) Routes() []Route {
 	return append([]Route(nil), s.routes...)
+}
+
+// Pages returns the HTML pages (such as /login and /me), with who may
+// open them. They go through the same access check as the routes but
+// answer errors as pages, and are not in the OpenAPI document.
+func (s *Server) Pages() []Route {
+	return append([]Route(nil), s.pages...)
 }
 
 // probeMethods are tried to tell a 405 from a 404.

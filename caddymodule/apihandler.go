@@ -16,8 +16,8 @@ func init() {
 	httpcaddyfile.RegisterHandlerDirective("thon_api", parseAPIHandler)
 }
 
-// APIHandler serves thon's REST API under /api/, the sign-in pages /login
-// and /setup, its OpenAPI document at /openapi.json and Swagger UI at /docs. Other requests go to the next
+// APIHandler serves thon's REST API under /api/, its pages (see
+// isAPIPath), its OpenAPI document at /openapi.json and Swagger UI at /docs. Other requests go to the next
 // handler, so it can share a site with the dashboard and the sandboxes.
 type APIHandler struct {
 	app *App
@@ -53,9 +53,13 @@ func (h *APIHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	return nil
 }
 
+// isAPIPath reports whether the API server answers p: the API, its
+// documents and thon's own pages (sign-in, the participant's page /me,
+// join links /join/..., the join sheets /sheets/...).
 func isAPIPath(p string) bool {
 	return p == "/api" || strings.HasPrefix(p, "/api/") ||
-		p == "/openapi.json" || p == "/login" || p == "/setup" ||
+		p == "/openapi.json" || p == "/login" || p == "/setup" || p == "/me" ||
+		strings.HasPrefix(p, "/me/") || strings.HasPrefix(p, "/join/") || strings.HasPrefix(p, "/sheets/") ||
 		p == "/docs" || strings.HasPrefix(p, "/docs/")
 }
 
