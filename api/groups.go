@@ -39,6 +39,8 @@ type groupCreateRequest struct {
 type groupUpdateRequest struct {
 	Name  *string `json:"name"`
 	Title *string `json:"title"`
+	// Shared lets the members open each other's sandboxes.
+	Shared *bool `json:"shared"`
 }
 
 // userCreateRequest is the body of POST /api/groups/{group_id}/users;
@@ -97,8 +99,8 @@ func (s *Server) updateGroup(w http.ResponseWriter, r *http.Request) error {
 	if err := s.decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	if req.Name == nil && req.Title == nil {
-		return badRequest("name", "nothing to update: give name, title or both")
+	if req.Name == nil && req.Title == nil && req.Shared == nil {
+		return badRequest("name", "nothing to update: give name, title or shared")
 	}
 	var newName string
 	if req.Name != nil {
@@ -107,7 +109,8 @@ func (s *Server) updateGroup(w http.ResponseWriter, r *http.Request) error {
 		}
 		newName = *req.Name
 	}
-	g, err := s.store.UpdateGroup(r.Context(), r.PathValue("group_id"), newName, req.Title)
+	g, err := s.store.UpdateGroup(r.Context(), r.PathValue("group_id"),
+		store.GroupUpdate{Name: newName, Title: req.Title, Shared: req.Shared})
 	if err != nil {
 		return err
 	}

@@ -75,7 +75,7 @@ func (m *Manager) Launch(ctx context.Context, group, user string) (Instance, err
 	if rec, err = m.createRecord(ctx, rec); err != nil {
 		return Instance{}, err
 	}
-	m.routes.Set(Route{ID: idString(rec.ID), Group: group, User: user, Port: rec.Port, State: StateStarting})
+	m.routes.Set(routeOf(rec, StateStarting))
 
 	r, err := m.provision(ctx, rec, u.Email)
 	if err != nil {
@@ -240,7 +240,7 @@ func (m *Manager) provision(ctx context.Context, rec store.InstanceRecord, email
 	if err != nil {
 		return rec, err
 	}
-	m.routes.Set(Route{ID: idString(rec.ID), Group: rec.Group, User: rec.User, Port: rec.Port, State: StateRunning})
+	m.routes.Set(routeOf(rec, StateRunning))
 	return rec, nil
 }
 
@@ -257,7 +257,7 @@ func (m *Manager) movePort(ctx context.Context, rec store.InstanceRecord) (store
 		return nil
 	})
 	if err == nil {
-		m.routes.Set(Route{ID: idString(rec.ID), Group: rec.Group, User: rec.User, Port: rec.Port, State: StateStarting})
+		m.routes.Set(routeOf(rec, StateStarting))
 	}
 	return rec, err
 }
@@ -612,7 +612,7 @@ func (m *Manager) recreate(ctx context.Context, rec store.InstanceRecord) (store
 			return rec, err
 		}
 	}
-	m.routes.Set(Route{ID: idString(rec.ID), Group: rec.Group, User: rec.User, Port: rec.Port, State: StateStarting})
+	m.routes.Set(routeOf(rec, StateStarting))
 	email := ""
 	if u, err := m.store.GetUser(ctx, rec.Group, rec.User); err == nil {
 		email = u.Email
@@ -672,7 +672,7 @@ func (m *Manager) setStateWith(ctx context.Context, rec store.InstanceRecord, st
 	if st == StateMissing || st == StateStopped {
 		m.routes.SetState(idString(r.ID), st)
 	} else {
-		m.routes.Set(Route{ID: idString(r.ID), Group: r.Group, User: r.User, Port: r.Port, State: st})
+		m.routes.Set(routeOf(r, st))
 	}
 	return r, nil
 }

@@ -434,7 +434,7 @@ func (m *Manager) syncRoute(r store.InstanceRecord) {
 		m.routes.Delete(idString(r.ID))
 		return
 	}
-	m.routes.Set(Route{ID: idString(r.ID), Group: r.Group, User: r.User, Port: r.Port, State: State(r.State)})
+	m.routes.Set(routeOf(r, State(r.State)))
 }
 
 // engineState is the state of a sandbox whose container is in the engine's

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+
+	"github.com/thon-dev/thon/store"
 )
 
 // State is where a sandbox is in its lifecycle.
@@ -22,11 +24,17 @@ const (
 
 // Route is how to reach one sandbox.
 type Route struct {
-	ID    string // instance ID
-	Group string
-	User  string
-	Port  int // host port, published on 127.0.0.1
-	State State
+	ID     string // instance ID
+	Group  string
+	User   string
+	UserID int64 // the owner's user id (0 when the user was deleted)
+	Port   int   // host port, published on 127.0.0.1
+	State  State
+}
+
+// routeOf is the route of an instance record in state st.
+func routeOf(rec store.InstanceRecord, st State) Route {
+	return Route{ID: idString(rec.ID), Group: rec.Group, User: rec.User, UserID: rec.UserID, Port: rec.Port, State: st}
 }
 
 // Dial is the proxy's upstream address of the route.

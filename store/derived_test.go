@@ -122,7 +122,7 @@ func TestRenameGroupRefusesDerivedNameClash(t *testing.T) {
 	before := takeSnapshot(t, s)
 	title := "new title"
 	// Renaming the group of b-c to a gives it the name of a-b/c.
-	_, err := s.UpdateGroup(ctx, "x", "a", &title)
+	_, err := s.UpdateGroup(ctx, "x", GroupUpdate{Name: "a", Title: &title})
 	wantClash(t, err, "a/b-c", "a-b/c", "name")
 	wantUnchanged(t, s, before)
 
@@ -130,12 +130,12 @@ func TestRenameGroupRefusesDerivedNameClash(t *testing.T) {
 	s2 := openTest(t)
 	importGroups(t, s2, rosterGroup("a", "b-c"), rosterGroup("q", "c"))
 	before = takeSnapshot(t, s2)
-	_, err = s2.UpdateGroup(ctx, "q", "a-b", nil)
+	_, err = s2.UpdateGroup(ctx, "q", GroupUpdate{Name: "a-b"})
 	wantClash(t, err, "a-b/c", "a/b-c", "name")
 	wantUnchanged(t, s2, before)
 
 	// A rename that clashes with nobody goes through.
-	if g, err := s.UpdateGroup(ctx, "x", "a-c", nil); err != nil || g.Name != "a-c" {
+	if g, err := s.UpdateGroup(ctx, "x", GroupUpdate{Name: "a-c"}); err != nil || g.Name != "a-c" {
 		t.Errorf("rename x to a-c: %+v %v", g, err)
 	}
 }

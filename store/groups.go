@@ -5,15 +5,18 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 )
 
 // Group is a team of users.
 type Group struct {
-	ID        int64     `json:"id"`
-	Name      string    `json:"name"`
-	Title     string    `json:"title,omitempty"`
-	EventID   string    `json:"event_id,omitempty"`
+	ID      int64  `json:"id"`
+	Name    string `json:"name"`
+	Title   string `json:"title,omitempty"`
+	EventID string `json:"event_id,omitempty"`
+	// Shared lets the group's members open each other's sandboxes.
+	Shared    bool      `json:"shared"`
 	Users     []User    `json:"users"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
@@ -30,7 +33,7 @@ type User struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-const groupColumns = `g.id, g.name, g.title, g.event_id, g.created_at, g.updated_at`
+const groupColumns = `g.id, g.name, g.title, g.event_id, g.shared, g.created_at, g.updated_at`
 
 const userColumns = `u.id, u.group_id, g.name, u.name, u.email, u.created_at, u.updated_at`
 
@@ -39,7 +42,7 @@ type scanner interface{ Scan(dest ...any) error }
 func scanGroup(row scanner) (Group, error) {
 	var g Group
 	var created, updated string
-	if err := row.Scan(&g.ID, &g.Name, &g.Title, &g.EventID, &created, &updated); err != nil {
+	if err := row.Scan(&g.ID, &g.Name, &g.Title, &g.EventID, &g.Shared, &created, &updated); err != nil {
 		return g, err
 	}
 	g.Users = []User{}
@@ -229,12 +232,37 @@ func insertGroup(ctx context.Context, tx *sql.Tx, name, title, eventID string) (
 	return res.LastInsertId()
 }
 
-// UpdateGroup renames the group (unless newName is "" or the same name)
-// and sets its title (unless title is nil). It returns ErrConflict if
+// GroupShared reports whether the named group shares its sandboxes among
+// its members (false for a group that does not exist).
+func (s *Store) GroupShared(ctx context.Context, name string) (bool, error) {
+	var shared bool
+	err := s.db.QueryRowContext(ctx, `SELECT shared FROM groups WHERE name = ?`, name).Scan(&shared)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("group %q: %w", name, err)
+	}
+	return shared, nil
+}
+
+// GroupUpdate is a change to a group; a zero field is left as it is.
+type GroupUpdate struct {
+	// Name renames the group ("" or the same name: no rename).
+	Name string
+	// Title sets its title; Shared whether its members may open each
+	// other's sandboxes.
+	Title  *string
+	Shared *bool
+}
+
+// UpdateGroup renames the group, sets its title and whether it shares, as
+// up says. It returns ErrConflict if
 // newName is taken, and a *NameClashError (field "name") if the rename
 // would give one of its users the DerivedName of another user. Users stay
 // with the group.
-func (s *Store) UpdateGroup(ctx context.Context, name, newName string, title *string) (Group, error) {
+func (s *Store) UpdateGroup(ctx context.Context, name string, up GroupUpdate) (Group, error) {
+	newName, title := up.Name, up.Title
 	if newName != "" {
 		if err := ValidateName("name", newName); err != nil {
 			return Group{}, err
@@ -251,7 +279,7 @@ func (s *Store) UpdateGroup(ctx context.Context, name, newName string, title *st
 		if err != nil {
 			return err
 		}
-		target, newTitle := old.Name, old.Title
+		target, newTitle, shared := old.Name, old.Title, old.Shared
 		if newName != "" && newName != old.Name {
 			if _, err := groupID(ctx, tx, newName); err == nil {
 				return fmt.Errorf("group %q: %w", newName, ErrConflict)
@@ -263,12 +291,15 @@ func (s *Store) UpdateGroup(ctx context.Context, name, newName string, title *st
 		if title != nil {
 			newTitle = *title
 		}
-		if target == old.Name && newTitle == old.Title {
+		if up.Shared != nil {
+			shared = *up.Shared
+		}
+		if target == old.Name && newTitle == old.Title && shared == old.Shared {
 			g = old
 			return nil
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE groups SET name = ?, title = ?, updated_at = ? WHERE id = ?`,
-			target, newTitle, formatTime(now()), old.ID)
+		_, err = tx.ExecContext(ctx, `UPDATE groups SET name = ?, title = ?, shared = ?, updated_at = ? WHERE id = ?`,
+			target, newTitle, shared, formatTime(now()), old.ID)
 		if isUnique(err) {
 			return fmt.Errorf("group %q: %w", target, ErrConflict)
 		}
@@ -293,6 +324,9 @@ func (s *Store) UpdateGroup(ctx context.Context, name, newName string, title *st
 		}
 		if newTitle != old.Title {
 			d["title"] = newTitle
+		}
+		if shared != old.Shared {
+			d["shared"] = strconv.FormatBool(shared)
 		}
 		return audit(ctx, tx, "group.update", groupTarget(old.Name), detailMap(d))
 	})

@@ -28,7 +28,7 @@ func TestGroupCRUD(t *testing.T) {
 
 	// rename + retitle
 	title := "Team A"
-	g2, err := s.UpdateGroup(ctx, "alpha", "team-a", &title)
+	g2, err := s.UpdateGroup(ctx, "alpha", GroupUpdate{Name: "team-a", Title: &title})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,15 +38,15 @@ func TestGroupCRUD(t *testing.T) {
 	if _, err := s.GetGroup(ctx, "alpha"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("old name: got %v, want ErrNotFound", err)
 	}
-	if _, err := s.UpdateGroup(ctx, "team-a", "beta", nil); !errors.Is(err, ErrConflict) {
+	if _, err := s.UpdateGroup(ctx, "team-a", GroupUpdate{Name: "beta"}); !errors.Is(err, ErrConflict) {
 		t.Errorf("rename onto existing: got %v, want ErrConflict", err)
 	}
-	if _, err := s.UpdateGroup(ctx, "nope", "x", nil); !errors.Is(err, ErrNotFound) {
+	if _, err := s.UpdateGroup(ctx, "nope", GroupUpdate{Name: "x"}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("update missing: got %v, want ErrNotFound", err)
 	}
 	// keep the name, only the title
 	empty := ""
-	if g3, err := s.UpdateGroup(ctx, "team-a", "", &empty); err != nil || g3.Name != "team-a" || g3.Title != "" {
+	if g3, err := s.UpdateGroup(ctx, "team-a", GroupUpdate{Name: "", Title: &empty}); err != nil || g3.Name != "team-a" || g3.Title != "" {
 		t.Errorf("retitle: %+v %v", g3, err)
 	}
 
@@ -124,8 +124,12 @@ func TestGroupBadInput(t *testing.T) {
 		{func() error { _, err := s.CreateGroup(ctx, "Alpha", ""); return err }, "name"},
 		{func() error { _, err := s.CreateGroup(ctx, "", ""); return err }, "name"},
 		{func() error { _, err := s.CreateGroup(ctx, "ok", "a\nb"); return err }, "title"},
-		{func() error { _, err := s.UpdateGroup(ctx, "alpha", "a_b", nil); return err }, "name"},
-		{func() error { bad := "\x07"; _, err := s.UpdateGroup(ctx, "alpha", "", &bad); return err }, "title"},
+		{func() error { _, err := s.UpdateGroup(ctx, "alpha", GroupUpdate{Name: "a_b"}); return err }, "name"},
+		{func() error {
+			bad := "\x07"
+			_, err := s.UpdateGroup(ctx, "alpha", GroupUpdate{Name: "", Title: &bad})
+			return err
+		}, "title"},
 		{func() error { _, err := s.AddUser(ctx, "alpha", RosterUser{Name: "Bob"}); return err }, "name"},
 		{func() error { _, err := s.AddUser(ctx, "alpha", RosterUser{Name: "bob", Email: "bob"}); return err }, "email"},
 	} {

@@ -116,6 +116,7 @@ func upsertEvent(ctx context.Context, tx *sql.Tx, eventID, title string) (bool, 
 type importGroup struct {
 	id             int64
 	title, eventID string
+	shared         bool
 }
 
 type importUser struct {
@@ -139,14 +140,14 @@ func loadImportState(ctx context.Context, tx *sql.Tx) (*importState, error) {
 		users:  map[[2]string]*importUser{},
 		byName: map[string][]*importUser{},
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT id, name, title, event_id FROM groups`)
+	rows, err := tx.QueryContext(ctx, `SELECT id, name, title, event_id, shared FROM groups`)
 	if err != nil {
 		return nil, fmt.Errorf("read groups: %w", err)
 	}
 	for rows.Next() {
 		var g importGroup
 		var name string
-		if err := rows.Scan(&g.id, &name, &g.title, &g.eventID); err != nil {
+		if err := rows.Scan(&g.id, &name, &g.title, &g.eventID, &g.shared); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("read groups: %w", err)
 		}
@@ -179,30 +180,39 @@ func loadImportState(ctx context.Context, tx *sql.Tx) (*importState, error) {
 func (im *importState) group(ctx context.Context, tx *sql.Tx, g RosterGroup, eventID string, res *ImportResult) (int64, error) {
 	dg, ok := im.groups[g.Name]
 	if !ok {
+		shared := g.Shared != nil && *g.Shared
 		id, err := insertGroup(ctx, tx, g.Name, g.Title, eventID)
 		if err != nil {
 			return 0, err
 		}
-		im.groups[g.Name] = &importGroup{id: id, title: g.Title, eventID: eventID}
+		if shared {
+			if _, err := tx.ExecContext(ctx, `UPDATE groups SET shared = 1 WHERE id = ?`, id); err != nil {
+				return 0, fmt.Errorf("create group %q: %w", g.Name, err)
+			}
+		}
+		im.groups[g.Name] = &importGroup{id: id, title: g.Title, eventID: eventID, shared: shared}
 		res.GroupsCreated++
 		return id, nil
 	}
-	title, event := dg.title, dg.eventID
+	title, event, shared := dg.title, dg.eventID, dg.shared
 	if g.Title != "" {
 		title = g.Title
 	}
 	if eventID != "" {
 		event = eventID
 	}
-	if title == dg.title && event == dg.eventID {
+	if g.Shared != nil {
+		shared = *g.Shared
+	}
+	if title == dg.title && event == dg.eventID && shared == dg.shared {
 		return dg.id, nil
 	}
-	_, err := tx.ExecContext(ctx, `UPDATE groups SET title = ?, event_id = ?, updated_at = ? WHERE id = ?`,
-		title, event, formatTime(now()), dg.id)
+	_, err := tx.ExecContext(ctx, `UPDATE groups SET title = ?, event_id = ?, shared = ?, updated_at = ? WHERE id = ?`,
+		title, event, shared, formatTime(now()), dg.id)
 	if err != nil {
 		return 0, fmt.Errorf("update group %q: %w", g.Name, err)
 	}
-	dg.title, dg.eventID = title, event
+	dg.title, dg.eventID, dg.shared = title, event, shared
 	res.GroupsUpdated++
 	return dg.id, nil
 }
@@ -266,6 +276,10 @@ func (s *Store) ExportRoster(ctx context.Context) (Roster, error) {
 		}
 		for _, g := range groups {
 			rg := RosterGroup{Name: g.Name, Title: g.Title, Users: make([]RosterUser, 0, len(g.Users))}
+			if g.Shared {
+				shared := true
+				rg.Shared = &shared
+			}
 			for _, u := range g.Users {
 				rg.Users = append(rg.Users, RosterUser{Name: u.Name, Email: u.Email})
 			}

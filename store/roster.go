@@ -22,9 +22,12 @@ type Roster struct {
 
 // RosterGroup is one group of a Roster.
 type RosterGroup struct {
-	Name  string       `json:"name"`
-	Title string       `json:"title,omitempty"`
-	Users []RosterUser `json:"users"`
+	Name  string `json:"name"`
+	Title string `json:"title,omitempty"`
+	// Shared, when set, says whether the members may open each other's
+	// sandboxes (the group key "shared"); nil leaves a group as it is.
+	Shared *bool        `json:"shared,omitempty"`
+	Users  []RosterUser `json:"users"`
 }
 
 // RosterUser is one user of a RosterGroup.
@@ -203,6 +206,12 @@ func (p *rosterParser) group(name string, v *yaml.Node) (RosterGroup, error) {
 				return g, err
 			}
 			g.Title = s
+		case "shared":
+			var b bool
+			if val.Kind != yaml.ScalarNode || val.Decode(&b) != nil {
+				return g, p.errorf(val.Line, field+".shared", "expected true or false, got %s", describe(val))
+			}
+			g.Shared = &b
 		case "users":
 			switch {
 			case isNull(val):
@@ -216,7 +225,7 @@ func (p *rosterParser) group(name string, v *yaml.Node) (RosterGroup, error) {
 				return g, p.errorf(val.Line, field+".users", "expected a list of users, got %s", describe(val))
 			}
 		default:
-			return g, p.errorf(k.Line, field+"."+k.Value, "unknown key %q in group %q (allowed: title, users)", k.Value, name)
+			return g, p.errorf(k.Line, field+"."+k.Value, "unknown key %q in group %q (allowed: title, shared, users)", k.Value, name)
 		}
 	}
 	return g, nil
@@ -395,6 +404,9 @@ func MarshalRoster(r Roster) ([]byte, error) {
 		gn := mapping()
 		if g.Title != "" {
 			add(gn, "title", str(g.Title))
+		}
+		if g.Shared != nil {
+			add(gn, "shared", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: strconv.FormatBool(*g.Shared)})
 		}
 		users := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
 		for _, u := range g.Users {
