@@ -18,6 +18,9 @@ import (
 
 // Cookie and header names.
 const (
+	// CookiePrefix begins the name of every cookie thon sets: the sandbox
+	// proxy removes such cookies before a request reaches code-server.
+	CookiePrefix = "thon_"
 	// SessionCookieName is the session cookie. It is thon's own: strip it
 	// before a request reaches a sandbox.
 	SessionCookieName = "thon_session"

@@ -103,6 +103,7 @@ func TestIntegrationSandboxProxy(t *testing.T) {
 		if host != "" {
 			req.Host = host
 		}
+		req.Header.Set("Authorization", "Bearer "+in.token) // an organiser
 		resp, err := noRedirect.Do(req)
 		if err != nil {
 			t.Fatalf("GET %s: %v", url, err)
@@ -150,13 +151,14 @@ func TestIntegrationSandboxProxy(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	wsBase := strings.Replace(in.base, "http://", "ws://", 1)
-	wsAlice, _, err := websocket.Dial(ctx, wsBase+"/s/"+group+"/alice/ws", nil)
+	organiser := &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + in.token}}}
+	wsAlice, _, err := websocket.Dial(ctx, wsBase+"/s/"+group+"/alice/ws", organiser)
 	if err != nil {
 		t.Fatalf("websocket to alice: %v", err)
 	}
 	defer wsAlice.CloseNow()
 	echo(t, ctx, wsAlice, "hello alice")
-	wsBob, _, err := websocket.Dial(ctx, fmt.Sprintf("%s/%d/ws", wsBase, bob.Port), nil)
+	wsBob, _, err := websocket.Dial(ctx, fmt.Sprintf("%s/%d/ws", wsBase, bob.Port), organiser)
 	if err != nil {
 		t.Fatalf("websocket to bob: %v", err)
 	}
@@ -253,6 +255,7 @@ func TestIntegrationSandboxProxyStreams(t *testing.T) {
 	defer cancel()
 	for _, path := range []string{"/events", "/chunked"} {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, in.base+"/s/streams/dev"+path, nil)
+		req.Header.Set("Authorization", "Bearer "+in.token) // an organiser
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatalf("%s: %v (a proxy holding the stream back never sends the headers)", path, err)

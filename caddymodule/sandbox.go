@@ -1,10 +1,13 @@
 package caddymodule
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"html"
 	"net"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -13,7 +16,9 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/thon-dev/thon/auth"
 	"github.com/thon-dev/thon/sandboxes"
+	"github.com/thon-dev/thon/store"
 )
 
 func init() {
@@ -177,6 +182,7 @@ func (m *SandboxMatcher) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 type SandboxRouter struct {
 	SandboxAddressing
 
+	app    *App
 	routes *sandboxes.Routes
 }
 
@@ -197,7 +203,8 @@ func (h *SandboxRouter) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("getting thon app: %w", err)
 	}
-	h.routes = app.(*App).Sandboxes().Routes()
+	h.app = app.(*App)
+	h.routes = h.app.Sandboxes().Routes()
 	return nil
 }
 
@@ -222,6 +229,9 @@ func (h *SandboxRouter) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 	if !found {
 		return sandboxPage(w, http.StatusNotFound, "No sandbox here",
 			fmt.Sprintf("There is no sandbox %s. Ask the organisers to start it.", name))
+	}
+	if ok, err := h.admit(w, r, route); !ok {
+		return err
 	}
 	if route.State != sandboxes.StateRunning {
 		w.Header().Set("Retry-After", "10")
@@ -248,6 +258,102 @@ func (h *SandboxRouter) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 	caddyhttp.SetVar(r.Context(), varGroup, route.Group)
 	caddyhttp.SetVar(r.Context(), varUser, route.User)
 	return next.ServeHTTP(w, r)
+}
+
+// admit is the single sign-on of the sandboxes: it lets in organisers
+// (session or API token), the owner's participant session and, when the
+// owner's group shares, the sessions of its other members. It answers
+// everyone else itself and reports false: a browser without a session is
+// sent to /login and back, other requests without one get 401 (WebSocket
+// included), the wrong principal 403. What it admits goes on without
+// thon's credentials: its cookies (auth.CookiePrefix) and a thon API
+// token are removed, so code-server never sees them.
+//
+// The owner and organisers are checked in memory (a session this process
+// has seen, the route's owner id); a group-mate costs two small reads.
+func (h *SandboxRouter) admit(w http.ResponseWriter, r *http.Request, route sandboxes.Route) (bool, error) {
+	p, err := h.app.AuthService().Authenticate(r)
+	if err != nil && !errors.Is(err, auth.ErrUnauthenticated) {
+		return false, caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("checking credentials: %w", err))
+	}
+	switch {
+	case p.IsOrganiser(), p.IsParticipant() && route.UserID != 0 && p.UserID == route.UserID:
+	case p.IsParticipant() && route.UserID != 0:
+		mate, err := h.groupMate(r.Context(), p, route)
+		if err != nil {
+			return false, caddyhttp.Error(http.StatusInternalServerError, err)
+		}
+		if !mate {
+			return false, sandboxPage(w, http.StatusForbidden, "Not your sandbox",
+				fmt.Sprintf("You are signed in as %s (%s); this sandbox belongs to someone else. Open your own from your page, /me.",
+					p.Name, p.Group))
+		}
+	case p.IsParticipant():
+		return false, sandboxPage(w, http.StatusForbidden, "Not your sandbox",
+			"This sandbox's user was removed; only the organisers can open it.")
+	case browserNavigation(r):
+		http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+		return false, nil
+	default:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="thon"`)
+		return false, sandboxPage(w, http.StatusUnauthorized, "Sign in first",
+			"This sandbox opens for its owner once signed in: use your join link, or sign in at /login.")
+	}
+	stripCredentials(r, p)
+	return true, nil
+}
+
+// groupMate reports whether participant p is, now, in the group of
+// route's owner and that group shares its sandboxes.
+func (h *SandboxRouter) groupMate(ctx context.Context, p auth.Principal, route sandboxes.Route) (bool, error) {
+	st := h.app.Store()
+	u, err := st.GetUserByID(ctx, p.UserID)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil || u.Group != route.Group {
+		return false, err
+	}
+	return st.GroupShared(ctx, route.Group)
+}
+
+// browserNavigation reports whether r is a browser opening a page (not a
+// script's fetch, not a WebSocket), which a redirect to the login page
+// helps.
+func browserNavigation(r *http.Request) bool {
+	if (r.Method != http.MethodGet && r.Method != http.MethodHead) || r.Header.Get("Upgrade") != "" {
+		return false
+	}
+	if mode := r.Header.Get("Sec-Fetch-Mode"); mode != "" {
+		return mode == "navigate"
+	}
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// stripCredentials removes thon's own cookies from r, and the API token
+// p signed in with, before r goes to a sandbox.
+func stripCredentials(r *http.Request, p auth.Principal) {
+	if p.Method == auth.MethodToken {
+		r.Header.Del("Authorization")
+	}
+	lines := r.Header.Values("Cookie")
+	if len(lines) == 0 {
+		return
+	}
+	var kept []string
+	for _, line := range lines {
+		for part := range strings.SplitSeq(line, ";") {
+			part = strings.TrimSpace(part)
+			name, _, _ := strings.Cut(part, "=")
+			if part != "" && !strings.HasPrefix(name, auth.CookiePrefix) {
+				kept = append(kept, part)
+			}
+		}
+	}
+	r.Header.Del("Cookie")
+	if len(kept) > 0 {
+		r.Header.Set("Cookie", strings.Join(kept, "; "))
+	}
 }
 
 // sandboxPage writes a small HTML page for a sandbox that cannot be

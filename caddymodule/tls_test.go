@@ -13,6 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/thon-dev/thon/auth"
 	"github.com/thon-dev/thon/internal/dockertest"
 )
 
@@ -109,7 +110,10 @@ http://:%d {
 	group, _ := launchGroup(t, "dana")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, fmt.Sprintf("wss://127.0.0.1:%d/s/%s/dana/ws", httpsPort, group), &websocket.DialOptions{HTTPClient: client})
+	dana := participantSession(t, group, "dana") // her own session opens it
+	c, _, err := websocket.Dial(ctx, fmt.Sprintf("wss://127.0.0.1:%d/s/%s/dana/ws", httpsPort, group), &websocket.DialOptions{
+		HTTPClient: client, HTTPHeader: http.Header{"Cookie": {auth.SessionCookieName + "=" + dana.Cookie}},
+	})
 	if err != nil {
 		t.Fatalf("wss to the sandbox: %v", err)
 	}

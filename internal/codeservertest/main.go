@@ -20,7 +20,9 @@
 // workspace), and a page on any path shows the file named by ?file=. POST
 // /exit?code=N (0-255; behind the login like /files) answers 202 and then
 // ends the process at once with exit code N, as a crash of code-server
-// would: tests use it to see the engine restart a sandbox.
+// would: tests use it to see the engine restart a sandbox. GET /headers
+// answers the request's headers as JSON (a WebSocket on /headers sends them
+// as its first message), so tests see what a proxy passed on.
 package main
 
 import (

@@ -102,6 +102,9 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	switch r.URL.Path {
+	case "/headers":
+		serveHeaders(w, r)
+		return
 	case "/files":
 		s.serveFiles(w, r)
 		return
@@ -110,6 +113,15 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.servePage(w, r)
+}
+
+// serveHeaders answers GET /headers with the request's headers as JSON,
+// so that tests see what the proxy in front passed on (its cookies, its
+// Authorization, its X-Forwarded-* headers). code-server has no such
+// route: this is the test server's own.
+func serveHeaders(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(r.Header)
 }
 
 // serveExit answers POST /exit?code=N and then ends the process at once
@@ -357,6 +369,13 @@ func (s *server) serveEcho(w http.ResponseWriter, r *http.Request) {
 	defer c.CloseNow()
 	c.SetReadLimit(maxFileSize)
 	ctx := r.Context()
+	if r.URL.Path == "/headers" {
+		// the upgrade request's headers first, as GET /headers gives them
+		b, _ := json.Marshal(r.Header)
+		if err := c.Write(ctx, websocket.MessageText, b); err != nil {
+			return
+		}
+	}
 	for {
 		typ, data, err := c.Read(ctx)
 		if err != nil {

@@ -412,3 +412,41 @@ func TestExit(t *testing.T) {
 		}
 	}
 }
+
+// TestHeaders checks GET /headers and the first message of a WebSocket on
+// /headers: both give the request's headers.
+func TestHeaders(t *testing.T) {
+	ts, _ := newTestServer(t, "none", "")
+	req, _ := http.NewRequest(http.MethodGet, ts.URL+"/headers", nil)
+	req.Header.Set("Cookie", "a=1; b=2")
+	req.Header.Set("X-Forwarded-Prefix", "/s/g/u")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var h http.Header
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+		t.Fatal(err)
+	}
+	if h.Get("Cookie") != "a=1; b=2" || h.Get("X-Forwarded-Prefix") != "/s/g/u" {
+		t.Errorf("GET /headers = %v", h)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http")+"/headers",
+		&websocket.DialOptions{HTTPHeader: http.Header{"Cookie": {"c=3"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	_, data, err := c.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wh http.Header
+	if err := json.Unmarshal(data, &wh); err != nil || wh.Get("Cookie") != "c=3" {
+		t.Errorf("WebSocket /headers = %s, %v", data, err)
+	}
+}
