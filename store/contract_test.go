@@ -29,6 +29,7 @@ var (
 	_ func(context.Context, string, string) (User, error)           = (*Store)(nil).GetUser
 	_ func(context.Context, int64) (User, error)                    = (*Store)(nil).GetUserByID
 	_ func(context.Context) ([]User, error)                         = (*Store)(nil).ListUsers
+	_ func(context.Context, string) ([]User, error)                 = (*Store)(nil).UsersByEmail
 	_ func(context.Context, string, string) (User, error)           = (*Store)(nil).DeleteUser
 	_ func(context.Context, string, string, string) (User, error)   = (*Store)(nil).TransferUser
 	_ func() []string                                               = ConfigKeys
