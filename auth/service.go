@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/thon-dev/thon/auth/oidc"
 	"github.com/thon-dev/thon/store"
 )
 
@@ -81,6 +82,19 @@ type Options struct {
 	Password PasswordParams
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+
+	// Providers are the identity providers one may sign in at (see
+	// BeginLogin); none turns that sign-in off. Organisers says which of
+	// their identities are organisers; the others are participants when
+	// their verified email is one roster user's.
+	Providers  []oidc.Config
+	Organisers oidc.AllowList
+	// ProviderOptions tune the requests to the providers.
+	ProviderOptions oidc.Options
+	// RedirectBase is the scheme and host (https://thon.example.org) of
+	// the redirect URL sent to the providers; empty means each request's
+	// own (see CheckRedirectBase).
+	RedirectBase string
 }
 
 // Service authenticates requests and manages sessions, API tokens and the
@@ -94,6 +108,7 @@ type Service struct {
 	setupTTL                     time.Duration
 	password                     PasswordParams
 	now                          func() time.Time
+	idp                          identityProviders
 }
 
 // New returns a Service for opts.
@@ -130,6 +145,9 @@ func New(opts Options) (*Service, error) {
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if err := s.idp.setup(opts); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

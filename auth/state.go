@@ -12,6 +12,8 @@ import (
 type State struct {
 	sessions sessionCache
 	logins   limiter
+	// finished are the identity-provider logins that made a session.
+	finished finishedLogins
 	// hashing bounds the password hashes computed at once: each takes
 	// tens of MiB.
 	hashing chan struct{}

@@ -50,6 +50,7 @@ var (
 	_                                                             = AuditEntry{ID: 0, Actor: "", Action: "", Target: "", Detail: ""}
 	_                                                             = FieldError{Field: "", Msg: ""}
 	_                                                             = KeyGroupsYAML + KeyKiloJSON + KeyVSCodeSettings
+	_ func(context.Context, string) ([]User, error)               = (*Store)(nil).UsersByEmail
 )
 
 func TestErrorValues(t *testing.T) {
