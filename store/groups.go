@@ -408,15 +408,7 @@ func (s *Store) GetUser(ctx context.Context, group, user string) (User, error) {
 
 // GetUserByID returns the user with the given id.
 func (s *Store) GetUserByID(ctx context.Context, id int64) (User, error) {
-	u, err := scanUser(s.db.QueryRowContext(ctx, `SELECT `+userColumns+
-		` FROM users u JOIN groups g ON g.id = u.group_id WHERE u.id = ?`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return User{}, fmt.Errorf("user %d: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return User{}, fmt.Errorf("get user %d: %w", id, err)
-	}
-	return u, nil
+	return userByID(ctx, s.db, id)
 }
 
 // ListUsers returns every user, ordered by group name, then user name.
@@ -511,3 +503,16 @@ func moveUser(ctx context.Context, tx *sql.Tx, userID, toGroupID int64, email st
 func groupTarget(name string) string { return "group:" + name }
 
 func userTarget(group, user string) string { return "user:" + group + "/" + user }
+
+// userByID returns the user with id read through q, or ErrNotFound.
+func userByID(ctx context.Context, q queryer, id int64) (User, error) {
+	u, err := scanUser(q.QueryRowContext(ctx, `SELECT `+userColumns+
+		` FROM users u JOIN groups g ON g.id = u.group_id WHERE u.id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, fmt.Errorf("user %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("get user %d: %w", id, err)
+	}
+	return u, nil
+}
