@@ -194,4 +194,13 @@ func GroupConsumerName(group string) string {
 	return consumerNameReplacer.Replace("group-" + group)
 }
 
+// ConsumerName returns the name of the consumer whose key a user of a
+// group uses in mode: their own (per-user) or their group's (per-group).
+func ConsumerName(mode, group, user string) string {
+	if mode == ModePerGroup {
+		return GroupConsumerName(group)
+	}
+	return UserConsumerName(group, user)
+}
+
 var consumerNameReplacer = strings.NewReplacer("/", "-", " ", "_")

@@ -349,6 +349,11 @@ func (s *Service) DeleteConsumer(ctx context.Context, name string) (ConsumerView
 // sandboxes made before keep the old key until they are recreated.
 func (s *Service) RotateConsumer(ctx context.Context, name string) (IssuedConsumer, error) {
 	defer s.lock()()
+	return s.rotateLocked(ctx, name)
+}
+
+// rotateLocked is RotateConsumer with the consumers' lock held.
+func (s *Service) rotateLocked(ctx context.Context, name string) (IssuedConsumer, error) {
 	c, err := s.st.GetConsumer(ctx, name)
 	if err != nil {
 		return IssuedConsumer{}, err
@@ -489,10 +494,7 @@ func (s *Service) Kilo(ctx context.Context, group, user string) (content string,
 	if err != nil || !g.Enabled {
 		return "", false, err
 	}
-	name := UserConsumerName(group, user)
-	if g.Mode == ModePerGroup {
-		name = GroupConsumerName(group)
-	}
+	name := ConsumerName(g.Mode, group, user)
 	content, ok, err = s.st.ConsumerKilo(ctx, name)
 	if err != nil || ok {
 		return content, ok, err
