@@ -207,7 +207,7 @@ func (s *Store) CreateGroup(ctx context.Context, name, title string) (Group, err
 		} else if !errors.Is(err, ErrNotFound) {
 			return err
 		}
-		if _, err := insertGroup(ctx, tx, name, title, ""); err != nil {
+		if _, err := insertGroup(ctx, tx, name, title, "", false); err != nil {
 			return err
 		}
 		var err error
@@ -219,10 +219,10 @@ func (s *Store) CreateGroup(ctx context.Context, name, title string) (Group, err
 	return g, err
 }
 
-func insertGroup(ctx context.Context, tx *sql.Tx, name, title, eventID string) (int64, error) {
+func insertGroup(ctx context.Context, tx *sql.Tx, name, title, eventID string, shared bool) (int64, error) {
 	t := formatTime(now())
-	res, err := tx.ExecContext(ctx, `INSERT INTO groups (name, title, event_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`,
-		name, title, eventID, t, t)
+	res, err := tx.ExecContext(ctx, `INSERT INTO groups (name, title, event_id, shared, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		name, title, eventID, shared, t, t)
 	if isUnique(err) {
 		return 0, fmt.Errorf("group %q: %w", name, ErrConflict)
 	}
@@ -257,8 +257,7 @@ type GroupUpdate struct {
 }
 
 // UpdateGroup renames the group, sets its title and whether it shares, as
-// up says. It returns ErrConflict if
-// newName is taken, and a *NameClashError (field "name") if the rename
+// up says. It returns ErrConflict if up.Name is taken, and a *NameClashError (field "name") if the rename
 // would give one of its users the DerivedName of another user. Users stay
 // with the group.
 func (s *Store) UpdateGroup(ctx context.Context, name string, up GroupUpdate) (Group, error) {

@@ -181,14 +181,9 @@ func (im *importState) group(ctx context.Context, tx *sql.Tx, g RosterGroup, eve
 	dg, ok := im.groups[g.Name]
 	if !ok {
 		shared := g.Shared != nil && *g.Shared
-		id, err := insertGroup(ctx, tx, g.Name, g.Title, eventID)
+		id, err := insertGroup(ctx, tx, g.Name, g.Title, eventID, shared)
 		if err != nil {
 			return 0, err
-		}
-		if shared {
-			if _, err := tx.ExecContext(ctx, `UPDATE groups SET shared = 1 WHERE id = ?`, id); err != nil {
-				return 0, fmt.Errorf("create group %q: %w", g.Name, err)
-			}
 		}
 		im.groups[g.Name] = &importGroup{id: id, title: g.Title, eventID: eventID, shared: shared}
 		res.GroupsCreated++

@@ -19,23 +19,14 @@ func (s *Store) UsersByEmail(ctx context.Context, email string) ([]User, error) 
 		return found, nil
 	}
 	// SQLite's lower() folds ASCII only: compare in Go.
-	rows, err := s.db.QueryContext(ctx, `SELECT `+userColumns+
-		` FROM users u JOIN groups g ON g.id = u.group_id WHERE u.email <> '' ORDER BY g.name, u.name`)
+	users, err := s.ListUsers(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("find users by email: %w", err)
 	}
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("find users by email: %w", err)
-		}
-		if strings.EqualFold(strings.TrimSpace(u.Email), email) {
+	for _, u := range users {
+		if u.Email != "" && strings.EqualFold(strings.TrimSpace(u.Email), email) {
 			found = append(found, u)
 		}
-	}
-	if err := closeRows(rows); err != nil {
-		return nil, fmt.Errorf("find users by email: %w", err)
 	}
 	return found, nil
 }
