@@ -16,6 +16,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/certmagic"
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 )
@@ -43,6 +44,10 @@ func TestMain(m *testing.M) {
 	os.Setenv("HOME", dir)
 	os.Setenv("XDG_DATA_HOME", dir+"/data")
 	os.Setenv("XDG_CONFIG_HOME", dir+"/config")
+	// caddy.DefaultStorage took its path from the real HOME at init,
+	// before this ran: point it at the same directory, or every run would
+	// share one internal CA under the user's home.
+	caddy.DefaultStorage = &certmagic.FileStorage{Path: caddy.AppDataDir()}
 	code := m.Run()
 	_ = caddy.Stop()
 	os.RemoveAll(dir)
